@@ -1,0 +1,90 @@
+"""Embedders: texts to unit-length vectors with sentence-transformers, loaded on first use.
+
+The model is named as in models/weights.py (packaged name, local folder or hub id). Query and
+passage prefixes (as e5 models need) are applied here, so callers pass plain text.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from models.weights import resolve_embedder
+from rag.errors import ModelNotFound
+
+log = logging.getLogger(__name__)
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model behind the Embedder protocol."""
+
+    def __init__(
+        self,
+        name: str = "all-MiniLM-L6-v2",
+        *,
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
+        batch_size: int = 32,
+        device: str = "cpu",
+    ) -> None:
+        self.name = name
+        self._location, spec = resolve_embedder(name)
+        self.query_prefix = (
+            query_prefix if query_prefix is not None else (spec.query_prefix if spec else "")
+        )
+        self.passage_prefix = (
+            passage_prefix if passage_prefix is not None else (spec.passage_prefix if spec else "")
+        )
+        self.batch_size = batch_size
+        self.device = device
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    def _load(self) -> Any:
+        try:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()  # no "Loading weights" bar per load
+
+            log.info("loading embedder %s from %s", self.name, self._location)
+            return SentenceTransformer(self._location, device=self.device)
+        except Exception as e:  # hub, file and format errors alike
+            raise ModelNotFound(
+                f"Could not load the embedder {self.name!r} ({e}). Use a packaged name "
+                "(all-MiniLM-L6-v2), a local sentence-transformers folder, or a hub id with "
+                "internet access."
+            ) from e
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._encode([self.passage_prefix + t for t in texts])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([self.query_prefix + text])[0]
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)

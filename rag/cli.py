@@ -1,0 +1,244 @@
+"""The `ragchat` command line: ingest, ask, search, list, delete, chat.
+
+This is an edge: it reads the environment (Settings.from_env), shows progress bars, and maps
+RagChatError to a one-line message and exit code 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from rag.config import Settings
+from rag.errors import RagChatError
+from rag.types import Answer, Hit
+
+app = typer.Typer(
+    help="Private question answering over your own documents, with citations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", help="Store directory (default: RAGCHAT_STORE or <data dir>/store)."),
+]
+LlmOpt = Annotated[
+    str | None, typer.Option("--llm", help="Model: packaged name, .gguf path or hf:REPO/FILE.")
+]
+EmbedderOpt = Annotated[str | None, typer.Option("--embedder", help="Embedding model.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RagChatError as e:
+            typer.echo(f"Error: {e}", err=True)
+            raise typer.Exit(1) from e
+        except KeyboardInterrupt:
+            typer.echo("Interrupted.", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _bot(**overrides: Any) -> Any:
+    from rag.pipeline import Chatbot
+
+    return Chatbot(Settings.from_env(**overrides))
+
+
+def _hit_json(hit: Hit) -> dict[str, Any]:
+    c = hit.chunk
+    return {
+        "rank": hit.rank,
+        "score": round(hit.score, 4),
+        "doc_id": c.doc_id,
+        "title": c.title,
+        "source": c.source,
+        "page": c.page,
+        "start": c.start,
+        "end": c.end,
+        "text": c.text,
+    }
+
+
+def answer_json(answer: Answer) -> dict[str, Any]:
+    return {
+        "question": answer.question,
+        "answer": answer.text,
+        "refused": answer.refused,
+        "citations": [
+            {
+                "n": c.n,
+                "doc_id": c.chunk.doc_id,
+                "title": c.chunk.title,
+                "source": c.chunk.source,
+                "page": c.chunk.page,
+                "text": c.chunk.text,
+                "quote": c.quote,
+            }
+            for c in answer.citations
+        ],
+        "hits": [_hit_json(h) for h in answer.hits],
+        "timings": {k: round(v, 3) for k, v in answer.timings.items()},
+        "usage": answer.usage,
+    }
+
+
+@app.command()
+@_errors
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to add.")],
+    store: StoreOpt = None,
+    embedder: EmbedderOpt = None,
+) -> None:
+    """Add files and folders (.txt .md .html .pdf .docx .jsonl) to the store."""
+    from tqdm import tqdm
+
+    bot = _bot(store=store, embedder=embedder)
+    with tqdm(total=0, unit="file", desc="ingesting", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int, path: str) -> None:
+            bar.total = total
+            bar.set_postfix_str(Path(path).name[-30:], refresh=False)
+            bar.update(done - bar.n)
+
+        report = bot.ingest(paths, progress=progress)
+    for s in report.skipped:
+        typer.echo(f"skipped {s.path}: {s.reason}", err=True)
+    typer.echo(
+        f"{report.documents} documents added or updated ({report.chunks} chunks), "
+        f"{report.unchanged} unchanged, {len(report.skipped)} skipped, from {report.files} files "
+        f"in {report.seconds:.1f} s."
+    )
+
+
+@app.command()
+@_errors
+def ask(
+    question: Annotated[str, typer.Argument(help="Your question, in any language.")],
+    store: StoreOpt = None,
+    llm: LlmOpt = None,
+    embedder: EmbedderOpt = None,
+    k: Annotated[int | None, typer.Option("-k", "--top-k", help="Passages to retrieve.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a question from your documents, citing passages as [n]."""
+    bot = _bot(store=store, llm=llm, embedder=embedder, top_k=k)
+    live = sys.stdout.isatty() and not as_json
+    answer: Answer | None = None
+    streamed = ""
+    for piece in bot.stream(question):
+        if isinstance(piece, Answer):
+            answer = piece
+        elif live:
+            streamed += piece
+            typer.echo(piece, nl=False)
+    assert answer is not None
+    if as_json:
+        typer.echo(json.dumps(answer_json(answer), ensure_ascii=False, indent=2))
+        return
+    if not live:
+        typer.echo(answer.text)
+    elif streamed.strip() != answer.text:  # markers were cleaned or the answer was a refusal
+        typer.echo(f"\n{answer.text}")
+    else:
+        typer.echo()
+    for c in answer.citations:
+        page = f", page {c.chunk.page}" if c.chunk.page else ""
+        typer.echo(f"[{c.n}] {c.chunk.title}{page}: «{c.quote}»")
+    t = answer.timings
+    typer.echo(f"({t['first_token']:.1f} s to first token, {t['total']:.1f} s in all)", err=True)
+
+
+@app.command()
+@_errors
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", help="How many passages.")] = 5,
+    store: StoreOpt = None,
+    embedder: EmbedderOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the passages most relevant to a query (no model involved)."""
+    hits = _bot(store=store, embedder=embedder).search(query, k=k)
+    if as_json:
+        typer.echo(json.dumps([_hit_json(h) for h in hits], ensure_ascii=False, indent=2))
+        return
+    for h in hits:
+        snippet = " ".join(h.chunk.text.split())[:200]
+        typer.echo(f"{h.rank}. [{h.score:.3f}] {h.chunk.title}: {snippet}")
+
+
+@app.command("list")
+@_errors
+def list_documents(
+    store: StoreOpt = None, embedder: EmbedderOpt = None, as_json: JsonOpt = False
+) -> None:
+    """List the documents in the store."""
+    docs = _bot(store=store, embedder=embedder).documents()
+    if as_json:
+        typer.echo(json.dumps(docs, ensure_ascii=False, indent=2))
+        return
+    if not docs:
+        typer.echo("The store is empty: run `ragchat ingest DOCS...`.")
+    for d in docs:
+        typer.echo(f"{d['doc_id']}\t{d['chunks']} chunks\t{d['title']}")
+
+
+@app.command()
+@_errors
+def delete(
+    doc: Annotated[str, typer.Argument(help="Document id, source path or title (see `list`).")],
+    store: StoreOpt = None,
+    embedder: EmbedderOpt = None,
+) -> None:
+    """Remove a document and all its chunks from the store."""
+    removed = _bot(store=store, embedder=embedder).delete(doc)
+    typer.echo(f"Deleted {doc} ({removed} chunks).")
+
+
+@app.command()
+@_errors
+def chat(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 7860,
+    store: StoreOpt = None,
+    llm: LlmOpt = None,
+    embedder: EmbedderOpt = None,
+    sample: Annotated[
+        bool, typer.Option(help="Ingest the sample article when the store is empty.")
+    ] = True,
+) -> None:
+    """Open the chat in the browser (ingests the sample article into an empty store)."""
+    from rag.pipeline import SAMPLE_CORPUS
+    from ui.app import launch
+
+    bot = _bot(store=store, llm=llm, embedder=embedder)
+    if sample and not bot.documents():
+        report = bot.ingest([SAMPLE_CORPUS])
+        typer.echo(f"Empty store: ingested the sample article ({report.chunks} chunks).")
+    launch(bot, host=host, port=port)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

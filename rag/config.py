@@ -1,0 +1,103 @@
+"""Settings: the one configuration object of ragchat.
+
+The library receives a Settings; only the edges (CLI, UI) call `Settings.from_env`, which applies
+`RAGCHAT_*` environment variables. Precedence: CLI flag > environment variable > default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag.errors import ConfigError
+
+
+def default_data_dir() -> str:
+    """Where ragchat keeps its store and assembled model files unless told otherwise."""
+    import platformdirs
+
+    return platformdirs.user_data_dir("ragchat", appauthor=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # where the store and assembled model weights live (default: the user's data dir)
+    data_dir: str = field(default_factory=default_data_dir)
+    # the Chroma store: a directory path; empty means <data_dir>/store
+    store: str = ""
+    # Chroma collection holding the chunks
+    collection: str = "ragchat"
+    # sentence-transformers model: a packaged name (see models/weights.py), a path, or a hub id
+    embedder: str = "all-MiniLM-L6-v2"
+    # GGUF model: a packaged name, a path to a .gguf file, or "hf:REPO/FILE.gguf"
+    llm: str = "qwen2.5-coder-1.5b-instruct"
+    # passages retrieved and shown to the model
+    top_k: int = 5
+    # chunk length and overlap between neighbouring chunks, in characters
+    chunk_size: int = 1000
+    chunk_overlap: int = 200
+    # sampling temperature of the answer (0 = deterministic)
+    temperature: float = 0.0
+    # most tokens an answer may have
+    max_tokens: int = 512
+    # the model's context window, in tokens
+    context_window: int = 4096
+    # CPU threads for the model; 0 = all cores
+    threads: int = 0
+    # seed of the model's sampler
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ConfigError(f"top_k must be at least 1, got {self.top_k}.")
+        if self.chunk_size < 50:
+            raise ConfigError(f"chunk_size must be at least 50 characters, got {self.chunk_size}.")
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ConfigError(
+                f"chunk_overlap ({self.chunk_overlap}) must be >= 0 and smaller than "
+                f"chunk_size ({self.chunk_size})."
+            )
+        if self.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature}.")
+        if self.max_tokens < 1 or self.context_window < 256:
+            raise ConfigError("max_tokens must be >= 1 and context_window >= 256.")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0 = all cores), got {self.threads}.")
+        if not self.data_dir:
+            raise ConfigError("data_dir must not be empty.")
+
+    @property
+    def store_path(self) -> str:
+        """The store location actually used."""
+        return self.store or str(Path(self.data_dir) / "store")
+
+    @property
+    def models_dir(self) -> Path:
+        return Path(self.data_dir) / "models"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed; None values are ignored (unset CLI flags)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then `RAGCHAT_<FIELD>` variables, then `overrides` (None = not given)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f"RAGCHAT_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            kind = type(f.default) if f.default is not dataclasses.MISSING else str
+            try:
+                values[f.name] = kind(raw)
+            except ValueError as e:
+                raise ConfigError(
+                    f"RAGCHAT_{f.name.upper()}={raw!r} is not a valid {kind.__name__}."
+                ) from e
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

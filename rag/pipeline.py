@@ -1,0 +1,246 @@
+"""The pipeline: Chatbot ingests documents, searches them, and answers questions with citations.
+
+Components (embedder, store, generator) are injected or built from Settings on first use by
+rag/factory.py. This module never prints; progress is reported through a callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag import factory, prompts
+from rag.chunking import chunk_document, content_hash
+from rag.citations import MARKER, clean_markers, parse_citations
+from rag.config import Settings
+from rag.errors import EmptyIndex, UnsupportedDocument
+from rag.loaders import find_files, load_file
+from rag.protocols import DocumentStore, Embedder, Generator
+from rag.retrieval import Retriever
+from rag.types import Answer, Chunk, Document, Hit, IngestReport, Skipped
+
+log = logging.getLogger(__name__)
+
+SAMPLE_CORPUS = Path(__file__).parent / "data" / "hammouchi_washington_visit_2022-06.fr.txt"
+
+# progress(done_files, total_files, current_path)
+Progress = Callable[[int, int, str], None]
+
+_REFUSAL = re.compile(
+    r"(cannot|can't|could not|couldn't|unable to)\s+(find|answer|determine)|"
+    r"(do|does) not (contain|mention|provide|say)|no information|(don't|do not) know|"
+    r"ne (contient|mentionne|précise|dit) pas|pas (d'|de )information|je ne sais pas",
+    re.IGNORECASE,
+)
+_EMBED_BATCH = 256  # chunks embedded together across documents
+
+
+@dataclass
+class _Pending:
+    doc: Document
+    chunks: list[Chunk]
+
+
+class Chatbot:
+    """Cited question answering over your documents.
+
+    >>> bot = Chatbot(Settings(store="/tmp/store"))
+    >>> bot.ingest(["docs/"]); bot.ask("Who did Hammouchi meet?").text
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        store: DocumentStore | None = None,
+        generator: Generator | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self._embedder = embedder
+        self._store = store
+        self._generator = generator
+        self._lock = threading.Lock()
+        self._ingest_lock = threading.Lock()
+
+    # -- components, built on first use ---------------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = factory.build_embedder(self.settings)
+            return self._embedder
+
+    @property
+    def store(self) -> DocumentStore:
+        embedder = self.embedder
+        with self._lock:
+            if self._store is None:
+                self._store = factory.build_store(self.settings, embedder)
+            return self._store
+
+    @property
+    def generator(self) -> Generator:
+        with self._lock:
+            if self._generator is None:
+                self._generator = factory.build_generator(self.settings)
+            return self._generator
+
+    @property
+    def retriever(self) -> Retriever:
+        return Retriever(self.embedder, self.store)
+
+    # -- documents -----------------------------------------------------------------------------
+
+    def ingest(self, paths: Iterable[str | Path], progress: Progress | None = None) -> IngestReport:
+        """Add files and folders to the store. Unchanged documents are skipped, changed ones
+        replaced; a file that cannot be read is reported in `skipped`, the rest still ingested."""
+        t0 = time.perf_counter()
+        files, skipped = find_files(paths)
+        store = self.store
+        counts = {"documents": 0, "unchanged": 0, "chunks": 0}
+        pending: list[_Pending] = []
+        with self._ingest_lock:
+            for i, path in enumerate(files):
+                problems: list[Skipped] = []
+                try:
+                    docs = load_file(path, problems)
+                except UnsupportedDocument as e:
+                    log.warning("skipped %s", e)
+                    skipped.append(Skipped(e.path, e.reason))
+                    docs = []
+                skipped.extend(problems)
+                for doc in docs:
+                    if store.doc_hash(doc.id) == content_hash(doc.text):
+                        counts["unchanged"] += 1
+                        continue
+                    chunks = chunk_document(
+                        doc, self.settings.chunk_size, self.settings.chunk_overlap
+                    )
+                    pending.append(_Pending(doc, chunks))
+                    if sum(len(p.chunks) for p in pending) >= _EMBED_BATCH:
+                        self._write(pending, counts)
+                        pending = []
+                if progress:
+                    progress(i + 1, len(files), str(path))
+            self._write(pending, counts)
+        return IngestReport(
+            files=len(files),
+            documents=counts["documents"],
+            unchanged=counts["unchanged"],
+            chunks=counts["chunks"],
+            skipped=tuple(skipped),
+            seconds=time.perf_counter() - t0,
+        )
+
+    def _write(self, pending: Sequence[_Pending], counts: dict[str, int]) -> None:
+        """Embed the pending documents' chunks together, then write each document whole."""
+        texts = [c.text for p in pending for c in p.chunks]
+        if not texts:
+            return
+        vectors = self.embedder.embed_documents(texts)
+        offset = 0
+        for p in pending:
+            n = len(p.chunks)
+            self.store.replace_document(p.doc.id, p.chunks, vectors[offset : offset + n])
+            offset += n
+            counts["documents"] += 1
+            counts["chunks"] += n
+
+    def documents(self) -> list[dict[str, Any]]:
+        """The documents in the store: doc_id, title, source, chunks."""
+        return self.store.documents()
+
+    def delete(self, doc: str) -> int:
+        """Delete a document by id, source path or title; returns the chunks removed."""
+        docs = self.documents()
+        matches = [d for d in docs if doc in (d["doc_id"], d["source"])]
+        if not matches:
+            matches = [d for d in docs if doc == d["title"]]
+        if not matches and Path(doc).exists():
+            resolved = str(Path(doc).resolve())
+            matches = [d for d in docs if d["doc_id"] == resolved]
+        if len(matches) != 1:
+            what = "No document" if not matches else f"{len(matches)} documents"
+            raise UnsupportedDocument(
+                doc, f"{what} matches; give the exact doc_id shown by `ragchat list`."
+            )
+        return self.store.delete(str(matches[0]["doc_id"]))
+
+    # -- questions -----------------------------------------------------------------------------
+
+    def search(self, query: str, k: int | None = None) -> list[Hit]:
+        """The k chunks most relevant to `query`, best first."""
+        hits = self.retriever.search(query, k or self.settings.top_k)
+        if not hits and query.strip():
+            raise EmptyIndex(self.settings.store_path)
+        return hits
+
+    def ask(self, question: str) -> Answer:
+        """Answer a question from the documents, with citations."""
+        answer: Answer | None = None
+        for piece in self.stream(question):
+            if isinstance(piece, Answer):
+                answer = piece
+        assert answer is not None  # stream() always ends with the Answer
+        return answer
+
+    def stream(self, question: str) -> Iterator[str | Answer]:
+        """Yield the answer's text as it is generated, then the final Answer.
+
+        The final Answer's text is authoritative: markers naming no passage are removed, and a
+        refusal is replaced by a sentence in the question's language."""
+        t0 = time.perf_counter()
+        hits = self.search(question)
+        t_retrieval = time.perf_counter() - t0
+        language = prompts.detect_language(question)
+        messages = prompts.build_messages(question, hits, language)
+        generator = self.generator
+        raw, first_token = "", None
+        held = ""  # text held back while it could still be the NOT_FOUND sentinel
+        for piece in generator.stream(
+            messages, max_tokens=self.settings.max_tokens, temperature=self.settings.temperature
+        ):
+            if first_token is None:
+                first_token = time.perf_counter() - t0
+            raw += piece
+            if held is not None:
+                held += piece
+                if prompts.NOT_FOUND.startswith(held.strip()):
+                    continue
+                piece, held = held, None  # type: ignore[assignment]
+            yield piece
+        total = time.perf_counter() - t0
+        refused = _is_refusal(raw, len(hits))
+        text = prompts.refusal(language) if refused else clean_markers(raw, len(hits))
+        citations = [] if refused else parse_citations(text, hits)
+        if refused and held is not None:
+            yield text
+        elif held:
+            yield held
+        yield Answer(
+            question=question,
+            text=text,
+            citations=tuple(citations),
+            hits=tuple(hits),
+            refused=refused,
+            timings={"retrieval": t_retrieval, "first_token": first_token or total, "total": total},
+            usage=dict(getattr(generator, "last_usage", {}) or {}),
+        )
+
+
+def _is_refusal(raw: str, n_hits: int) -> bool:
+    text = raw.strip()
+    if not text or text.startswith(prompts.NOT_FOUND):
+        return True
+    has_citation = any(
+        1 <= int(n) <= n_hits for m in MARKER.finditer(text) for n in re.findall(r"\d+", m.group(1))
+    )
+    return not has_citation and bool(_REFUSAL.search(text))

@@ -1,0 +1,72 @@
+"""The small interfaces the pipeline is built from. Fakes need no inheritance, only the methods.
+
+Implementations: models/embedders.py (Embedder), vectorstore/chroma.py (VectorStore and
+DocumentIndex), models/generators.py (Generator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from rag.types import Chunk, Hit
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Texts to unit-length vectors. `name` identifies the model in the store."""
+
+    name: str
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None: ...
+
+    def search(self, vector: np.ndarray, k: int) -> list[Hit]: ...
+
+    def delete(self, doc_id: str) -> int: ...
+
+
+@runtime_checkable
+class DocumentIndex(Protocol):
+    """What the pipeline needs to manage whole documents in a store."""
+
+    def documents(self) -> list[dict[str, object]]: ...
+
+    def doc_hash(self, doc_id: str) -> str | None: ...
+
+    def replace_document(
+        self, doc_id: str, chunks: Sequence[Chunk], vectors: np.ndarray
+    ) -> None: ...
+
+
+class DocumentStore(VectorStore, DocumentIndex, Protocol):
+    """A store that serves both searches and whole-document management (e.g. ChromaStore)."""
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Chat messages to a stream of text pieces. The non-streaming call is "".join(stream())."""
+
+    name: str
+
+    def stream(
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+    ) -> Iterator[str]: ...
+
+    def count_tokens(self, text: str) -> int: ...

@@ -1,0 +1,106 @@
+"""The core value types of ragchat: frozen dataclasses, no I/O, no behaviour beyond small helpers.
+
+Everything that crosses a module boundary (a loaded document, a chunk, a search hit, a citation,
+an answer, an ingest report) is one of these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One logical document: a file, or one record of a JSONL collection."""
+
+    id: str
+    source: str  # where it came from: a file path, or "path.jsonl#id"
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)  # title, pages, language, ...
+
+    @property
+    def title(self) -> str:
+        return str(self.metadata.get("title") or self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A passage of a document; `text == document.text[start:end]`."""
+
+    id: str  # content-derived, stable across ingests
+    doc_id: str
+    text: str
+    start: int
+    end: int
+    metadata: dict[str, Any] = field(default_factory=dict)  # source, title, page, doc_hash, ...
+
+    @property
+    def source(self) -> str:
+        return str(self.metadata.get("source", ""))
+
+    @property
+    def title(self) -> str:
+        return str(self.metadata.get("title") or self.doc_id)
+
+    @property
+    def page(self) -> int | None:
+        page = self.metadata.get("page")
+        return int(page) if page is not None and page != -1 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A retrieved chunk. Higher score is better; rank starts at 1."""
+
+    chunk: Chunk
+    score: float
+    rank: int
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A `[n]` marker of an answer resolved to the retrieved chunk it names.
+
+    `quote` is the part of the chunk that best supports the cited sentence, and
+    `chunk.text[start:end] == quote`.
+    """
+
+    n: int
+    chunk: Chunk
+    quote: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The result of a question: the text with its `[n]` markers and what they point at."""
+
+    question: str
+    text: str
+    citations: tuple[Citation, ...]
+    hits: tuple[Hit, ...]
+    refused: bool
+    timings: dict[str, float]  # seconds: retrieval, first_token, total
+    usage: dict[str, int] = field(default_factory=dict)  # prompt_tokens, completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A file that could not be ingested, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    """What an ingest did: files read, documents added or replaced, chunks written."""
+
+    files: int
+    documents: int  # documents whose chunks were written (new or changed)
+    unchanged: int  # documents already in the store with the same content
+    chunks: int  # chunks written
+    skipped: tuple[Skipped, ...]
+    seconds: float

@@ -1,0 +1,69 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rag import SAMPLE_CORPUS
+from rag.cli import app
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {"RAGCHAT_DATA_DIR": str(tmp_path / "data"), "RAGCHAT_LLM": "smollm2-135m-instruct"}
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    return values
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_ingest_list_search_ask_delete(env: dict[str, str], tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    (tmp_path / "empty.txt").write_text("")
+    code, out, err = run(
+        "ingest", str(SAMPLE_CORPUS), str(tmp_path / "empty.txt"), "--store", store
+    )
+    assert code == 0, err
+    assert "1 documents added" in out and "skipped" in err and "empty.txt" in err
+
+    code, out, _ = run("list", "--store", store, "--json")
+    docs = json.loads(out)
+    assert [d["doc_id"] for d in docs] == [str(SAMPLE_CORPUS.resolve())]
+
+    code, out, _ = run("search", "Who did Hammouchi meet?", "-k", "2", "--store", store, "--json")
+    hits = json.loads(out)
+    assert code == 0 and len(hits) == 2 and {"doc_id", "score", "text"} <= set(hits[0])
+
+    code, out, err = run("ask", "Who did Hammouchi meet?", "--store", store, "--json")
+    assert code == 0, err
+    answer = json.loads(out)
+    assert {"answer", "refused", "citations", "hits", "timings"} <= set(answer)
+    assert set(answer["timings"]) >= {"retrieval", "first_token", "total"}
+    assert all({"n", "doc_id", "source", "text"} <= set(c) for c in answer["citations"])
+
+    code, out, _ = run("delete", str(SAMPLE_CORPUS), "--store", store)
+    assert code == 0 and "Deleted" in out
+    code, out, _ = run("list", "--store", store)
+    assert "empty" in out
+
+
+def test_errors_are_one_line_with_exit_code_1(env: dict[str, str], tmp_path: Path) -> None:
+    code, _, err = run("ask", "Who?", "--store", str(tmp_path / "nothing"))
+    assert code == 1 and err.startswith("Error: The document store is empty")
+    assert "Traceback" not in err
+    code, _, err = run("delete", "nope", "--store", str(tmp_path / "nothing"))
+    assert code == 1 and "ragchat list" in err
+
+
+def test_console_script_is_installed() -> None:
+    exe = Path(sys.executable).parent / "ragchat"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for command in ["ingest", "ask", "search", "list", "delete", "chat"]:
+        assert command in out.stdout

@@ -1,0 +1,128 @@
+"""The default configuration end to end: the packaged Qwen2.5-Coder-1.5B answerer, the README's
+run command in a browser, `ragchat ask --json`, and the README's Python example as written.
+
+Slow (the 1.5B model needs 15-25 s per answer on 2 cores): `pytest -m slow`.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rag import SAMPLE_CORPUS
+from tests.browser import browser_page, free_port
+from tests.test_ui import artifacts_dir
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+NAMES = ["Avril Haines", "William Burns", "Christopher Wray"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh data dir shared by these tests, so the model is assembled once for them."""
+    return tmp_path_factory.mktemp("ragchat-data")
+
+
+def env_for(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGCHAT_")}
+    env.update(RAGCHAT_DATA_DIR=str(data_dir), HF_HUB_OFFLINE="1")
+    return env
+
+
+def test_cli_ask_json_with_defaults(data_dir: Path) -> None:
+    env = env_for(data_dir)
+    subprocess.run(
+        [str(BIN / "ragchat"), "ingest", str(SAMPLE_CORPUS)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    out = subprocess.run(
+        [str(BIN / "ragchat"), "ask", "Who did Hammouchi meet?", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert all(name in answer["answer"] for name in NAMES), answer["answer"]
+    assert not answer["refused"]
+    assert any("Avril Haines" in c["text"] for c in answer["citations"]), answer["citations"]
+    print("timings:", answer["timings"], "usage:", answer["usage"])
+
+
+def test_readme_run_command_answers_in_the_browser(data_dir: Path, tmp_path: Path) -> None:
+    """`ragchat chat` on an empty store ingests the sample, then answers in Chromium."""
+    env = env_for(data_dir)
+    env["RAGCHAT_STORE"] = str(tmp_path / "fresh-store")
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "ragchat"), "chat", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(url, timeout=5)
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read() if server.stdout else ""
+                time.sleep(1)
+        with browser_page() as page:
+            page.goto(url)
+            box = page.locator("#question textarea")
+            box.fill("Who did Hammouchi meet?")
+            box.press("Enter")
+            page.get_by_text(re.compile(r"^\[\d+\] ")).first.wait_for(timeout=600_000)
+            answer = page.locator("#chat [data-testid='bot']").first.inner_text()
+            assert all(name in answer for name in NAMES), answer
+            # open the source that holds the names: the French passage
+            sources = page.get_by_text(re.compile(r"^\[\d+\] "))
+            opened = ""
+            for i in range(sources.count()):
+                sources.nth(i).click()
+                opened = page.locator("#chat").inner_text()
+                if "directrice du renseignement national" in opened:
+                    break
+            assert "Avril Haines, directrice du renseignement national" in opened
+            page.screenshot(
+                path=str(artifacts_dir(tmp_path) / "chat-default-model.png"), full_page=True
+            )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def readme_python_example() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Python API", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+
+
+def test_readme_python_example_runs_as_written(data_dir: Path, tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", readme_python_example()],
+        cwd=tmp_path,
+        env=env_for(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Avril Haines" in out.stdout

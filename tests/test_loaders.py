@@ -1,0 +1,151 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from rag.errors import UnsupportedDocument
+from rag.loaders import find_files, load_file
+from rag.types import Skipped
+
+
+def write_pdf(path: Path, pages: list[str]) -> Path:
+    """A real PDF with a text layer, one page per string (matplotlib's PDF backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    with PdfPages(path) as pdf:
+        for text in pages:
+            fig = plt.figure(figsize=(8.5, 11))
+            fig.text(0.1, 0.5, text)
+            pdf.savefig(fig)
+            plt.close(fig)
+    return path
+
+
+def test_txt_utf8_and_latin1(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("Bonjour à tous.", encoding="utf-8")
+    (tmp_path / "b.txt").write_bytes("Déjà vu, garçon.".encode("latin-1"))
+    (tmp_path / "c.txt").write_text("Über alles.", encoding="utf-16")
+    assert load_file(tmp_path / "a.txt")[0].text == "Bonjour à tous."
+    assert load_file(tmp_path / "b.txt")[0].text == "Déjà vu, garçon."
+    assert load_file(tmp_path / "c.txt")[0].text == "Über alles."
+
+
+def test_markdown_title_and_ids(tmp_path: Path) -> None:
+    path = tmp_path / "notes.md"
+    path.write_text("# My notes\n\nSome text.")
+    d = load_file(path)[0]
+    assert d.title == "My notes"
+    assert d.id == str(path.resolve()) and d.source == d.id
+
+
+def test_html_drops_scripts_keeps_title(tmp_path: Path) -> None:
+    path = tmp_path / "page.html"
+    path.write_text(
+        "<html><head><title>T</title><style>x{}</style></head><body><h1>Head</h1>"
+        "<p>Para one.</p><script>alert(1)</script></body></html>"
+    )
+    d = load_file(path)[0]
+    assert d.title == "T"
+    assert d.text == "Head\nPara one."
+
+
+def test_pdf_keeps_page_offsets(tmp_path: Path) -> None:
+    path = write_pdf(
+        tmp_path / "two.pdf", ["First page about Avril Haines.", "Second page about William Burns."]
+    )
+    d = load_file(path)[0]
+    starts = d.metadata["page_starts"]
+    assert len(starts) == 2
+    assert "Avril Haines" in d.text[starts[0] : starts[1]]
+    assert "William Burns" in d.text[starts[1] :]
+
+
+def test_encrypted_and_corrupt_pdf_are_refused(tmp_path: Path) -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    src = write_pdf(tmp_path / "src.pdf", ["Secret text."])
+    writer = PdfWriter()
+    for page in PdfReader(src).pages:
+        writer.add_page(page)
+    writer.encrypt("password")
+    with open(tmp_path / "locked.pdf", "wb") as f:
+        writer.write(f)
+    with pytest.raises(UnsupportedDocument, match="encrypted"):
+        load_file(tmp_path / "locked.pdf")
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj garbage")
+    with pytest.raises(UnsupportedDocument, match="broken.pdf"):
+        load_file(tmp_path / "broken.pdf")
+
+
+def test_docx_paragraphs_and_tables(tmp_path: Path) -> None:
+    import docx
+
+    d = docx.Document()
+    d.core_properties.title = "Visit"
+    d.add_paragraph("Hammouchi met Christopher Wray.")
+    table = d.add_table(rows=1, cols=2)
+    table.rows[0].cells[0].text = "FBI"
+    table.rows[0].cells[1].text = "Wray"
+    d.save(str(tmp_path / "v.docx"))
+    got = load_file(tmp_path / "v.docx")[0]
+    assert got.title == "Visit"
+    assert "Hammouchi met Christopher Wray." in got.text and "FBI | Wray" in got.text
+    (tmp_path / "fake.docx").write_text("not a zip")
+    with pytest.raises(UnsupportedDocument, match="not a readable .docx"):
+        load_file(tmp_path / "fake.docx")
+
+
+def test_jsonl_keeps_ids_and_reports_bad_lines(tmp_path: Path) -> None:
+    path = tmp_path / "docs.jsonl"
+    lines = [
+        json.dumps({"id": "p1", "title": "One", "text": "Alpha.", "lang": "fr"}),
+        "{not json",
+        json.dumps({"id": "p2", "text": "Beta."}),
+        json.dumps({"id": "p3"}),
+    ]
+    path.write_text("\n".join(lines))
+    problems: list[Skipped] = []
+    docs = load_file(path, problems)
+    assert [d.id for d in docs] == ["p1", "p2"]
+    assert docs[0].title == "One" and docs[0].metadata["lang"] == "fr"
+    assert docs[0].source.endswith("docs.jsonl#p1")
+    assert [p.path.rsplit(":", 1)[1] for p in problems] == ["2", "4"]
+
+
+def test_empty_binary_and_unknown_files_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_text("  \n")
+    (tmp_path / "junk.txt").write_bytes(bytes(range(256)) * 20)
+    (tmp_path / "x.xyz").write_text("hello")
+    for name, reason in [("empty.txt", "empty"), ("junk.txt", "binary"), ("x.xyz", "unsupported")]:
+        with pytest.raises(UnsupportedDocument, match=reason) as e:
+            load_file(tmp_path / name)
+        assert name in str(e.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "secret.txt"
+    path.write_text("x")
+    path.chmod(0)
+    with pytest.raises(UnsupportedDocument, match="permission denied"):
+        load_file(path)
+
+
+def test_find_files_walks_folders_and_reports_missing(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.md").write_text("a")
+    (tmp_path / "b.txt").write_text("b")
+    (tmp_path / ".hidden.txt").write_text("h")
+    (tmp_path / "c.bin").write_text("c")
+    (tmp_path / "dangling.txt").symlink_to(tmp_path / "nowhere")
+    files, skipped = find_files([tmp_path, tmp_path / "missing.txt"])
+    assert sorted(f.name for f in files) == ["a.md", "b.txt"]
+    assert sorted((Path(s.path).name, s.reason) for s in skipped) == [
+        ("dangling.txt", "broken symbolic link or not a regular file"),
+        ("missing.txt", "no such file or folder"),
+    ]

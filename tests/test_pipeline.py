@@ -1,0 +1,127 @@
+"""The pipeline end to end on a real Chroma store with the real small models. The scripted
+generator stands in for the model only where a test needs a known reply."""
+
+from pathlib import Path
+
+import pytest
+
+from rag import SAMPLE_CORPUS, Answer, Chatbot, EmptyIndex, Settings
+from tests.conftest import ScriptedGenerator
+
+QUESTION = "Who did Hammouchi meet?"
+
+
+def test_sample_corpus_ships_with_the_package() -> None:
+    text = SAMPLE_CORPUS.read_text(encoding="utf-8")
+    assert "Avril Haines" in text and "Christopher Wray" in text
+
+
+def test_ingest_is_idempotent_and_replaces_changed_files(bot: Chatbot, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Alpha is the first letter. It opens the alphabet.")
+    (folder / "b.md").write_text("# Beta\n\nBeta comes second.")
+    first = bot.ingest([folder])
+    assert (first.files, first.documents, first.unchanged) == (2, 2, 0)
+    again = bot.ingest([folder])
+    assert (again.documents, again.unchanged, again.chunks) == (0, 2, 0)
+    (folder / "a.txt").write_text("Alpha changed completely. Nothing else remains.")
+    changed = bot.ingest([folder])
+    assert (changed.documents, changed.unchanged) == (1, 1)
+    docs = {Path(d["doc_id"]).name: d for d in bot.documents()}
+    assert set(docs) == {"a.txt", "b.md"} and docs["b.md"]["title"] == "Beta"
+    a_chunks = bot.store.get_chunks(str((folder / "a.txt").resolve()))  # type: ignore[attr-defined]
+    assert [c.text for c in a_chunks] == ["Alpha changed completely. Nothing else remains."]
+
+
+def test_bad_files_are_skipped_and_the_rest_ingested(bot: Chatbot, tmp_path: Path) -> None:
+    (tmp_path / "good.txt").write_text("A good file about Rabat.")
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "junk.txt").write_bytes(b"\x00\x01\x02\xff" * 500)
+    report = bot.ingest([tmp_path, tmp_path / "missing.md"])
+    assert report.documents == 1
+    reasons = {Path(s.path).name: s.reason for s in report.skipped}
+    assert set(reasons) == {"empty.txt", "junk.txt", "missing.md"}
+    assert "empty" in reasons["empty.txt"] and "binary" in reasons["junk.txt"]
+
+
+def test_search_finds_the_french_passage_for_an_english_question(sample_bot: Chatbot) -> None:
+    hits = sample_bot.search(QUESTION, k=3)
+    assert [h.rank for h in hits] == [1, 2, 3]
+    assert any("Avril Haines" in h.chunk.text for h in hits)
+    assert all(h.chunk.doc_id == str(SAMPLE_CORPUS.resolve()) for h in hits)
+
+
+def test_asking_an_empty_store_says_to_ingest_first(bot: Chatbot) -> None:
+    with pytest.raises(EmptyIndex, match="ragchat ingest"):
+        bot.ask(QUESTION)
+
+
+def test_jsonl_collection_keeps_passage_ids(bot: Chatbot, tmp_path: Path) -> None:
+    path = tmp_path / "docs.jsonl"
+    path.write_text(
+        '{"id": "p-1", "title": "Rabat", "text": "Rabat is the capital of Morocco."}\n'
+        '{"id": "p-2", "title": "Paris", "text": "Paris is the capital of France."}\n'
+    )
+    bot.ingest([path])
+    assert bot.search("capital of Morocco", k=1)[0].chunk.doc_id == "p-1"
+    assert bot.delete("p-2") == 1
+    assert [d["doc_id"] for d in bot.documents()] == ["p-1"]
+
+
+def test_answer_citations_point_at_retrieved_passages(
+    scripted_bot: Chatbot, scripted: ScriptedGenerator
+) -> None:
+    hits = scripted_bot.search(QUESTION)
+    gold = next(i for i, h in enumerate(hits, 1) if "Avril Haines" in h.chunk.text)
+    scripted.enqueue(f"Avril Haines, William Burns and Christopher Wray [{gold}][9].")
+    answer = scripted_bot.ask(QUESTION)
+    assert answer.text == f"Avril Haines, William Burns and Christopher Wray [{gold}]."
+    assert [c.n for c in answer.citations] == [gold]
+    assert "Avril Haines" in answer.citations[0].quote
+    assert not answer.refused
+    assert set(answer.timings) == {"retrieval", "first_token", "total"}
+    # the prompt numbered the same passages the answer's hits hold, in order
+    user = scripted.prompts[-1][1]["content"]
+    for n, hit in enumerate(answer.hits, 1):
+        assert f'<passage id="{n}"' in user and hit.chunk.text in user
+    assert "English" in scripted.prompts[-1][0]["content"]
+
+
+def test_refusal_sentinel_is_never_streamed(
+    scripted_bot: Chatbot, scripted: ScriptedGenerator
+) -> None:
+    scripted.enqueue("NOT_FOUND")
+    pieces = list(scripted_bot.stream("Quelle est la capitale du Pérou ?"))
+    answer = pieces[-1]
+    assert isinstance(answer, Answer) and answer.refused and answer.citations == ()
+    assert answer.text == "Je n'ai pas trouvé cette information dans vos documents."
+    streamed = "".join(p for p in pieces[:-1] if isinstance(p, str))
+    assert "NOT_FOUND" not in streamed and streamed == answer.text
+
+
+def test_uncited_refusal_phrase_counts_as_refusal(
+    scripted_bot: Chatbot, scripted: ScriptedGenerator
+) -> None:
+    scripted.enqueue("The passages do not mention the capital of Peru.")
+    assert scripted_bot.ask("What is the capital of Peru?").refused
+
+
+def test_real_small_model_streams_then_answers(sample_bot: Chatbot) -> None:
+    pieces = list(sample_bot.stream(QUESTION))
+    *text, answer = pieces
+    assert text and all(isinstance(p, str) for p in text)
+    assert isinstance(answer, Answer) and answer.hits
+    ids = {h.chunk.id for h in answer.hits}
+    assert all(c.chunk.id in ids and 1 <= c.n <= len(answer.hits) for c in answer.citations)
+    assert answer.timings["first_token"] <= answer.timings["total"]
+    assert answer.usage["prompt_tokens"] > 100 and answer.usage["completion_tokens"] > 0
+
+
+def test_settings_choose_the_components(tmp_path: Path) -> None:
+    bot = Chatbot(
+        Settings(store=str(tmp_path / "s"), data_dir=str(tmp_path), llm="smollm2-135m-instruct")
+    )
+    assert bot.embedder.name == "all-MiniLM-L6-v2" and bot.embedder.dim == 384
+    assert bot.generator.name == "smollm2-135m-instruct"
+    assert bot.documents() == []

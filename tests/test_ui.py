@@ -1,0 +1,97 @@
+"""The Gradio app: pure helpers, and the page itself driven in Chromium by Playwright."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from rag import Chatbot
+from rag.types import Chunk, Citation
+from tests.browser import browser_page, free_port
+from tests.conftest import ScriptedGenerator
+from ui.app import build_app, escape, save_upload, source_message
+
+QUESTION = "Who did Hammouchi meet?"
+
+
+def artifacts_dir(tmp_path: Path) -> Path:
+    """Where screenshots go: RAGCHAT_ARTIFACTS if set, else the test's tmp_path."""
+    path = Path(os.environ.get("RAGCHAT_ARTIFACTS") or tmp_path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_source_entry_escapes_document_text_and_marks_the_quote() -> None:
+    text = "Intro <script>alert(1)</script>. Avril Haines **dirige** [x](http://e.vil)."
+    quote = "Avril Haines **dirige** [x](http://e.vil)."
+    start = text.index(quote)
+    chunk = Chunk("c", "d", text, 0, len(text), {"title": "<b>Doc</b>", "page": 3})
+    msg = source_message(Citation(1, chunk, quote, start, start + len(quote)))
+    assert msg["metadata"]["title"].startswith("[1] ") and "page 3" in msg["metadata"]["title"]
+    body = msg["content"]
+    assert "<script>" not in body and "\\<script\\>" in body
+    assert "\\*\\*dirige\\*\\*" in body and "\\[x\\]\\(http" in body
+    assert body.count("<mark>") == 1 and "Avril Haines" in body.split("<mark>")[1]
+
+
+def test_escape_keeps_plain_text_readable() -> None:
+    assert escape("Avril Haines, directrice") == "Avril Haines, directrice"
+
+
+def test_uploads_get_safe_names_inside_the_data_dir(tmp_path: Path) -> None:
+    src = tmp_path / "in" / "..%2F..%2Fetc passwd.txt"
+    src.parent.mkdir()
+    src.write_text("x")
+    dest = save_upload(str(src), tmp_path / "uploads")
+    assert dest.parent == tmp_path / "uploads" and dest.read_text() == "x"
+    assert "/" not in dest.name and "%" not in dest.name
+
+
+@pytest.fixture
+def served(scripted_bot: Chatbot):  # type: ignore[no-untyped-def]
+    demo = build_app(scripted_bot)
+    demo.queue()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def ask(page, url: str, question: str, timeout_ms: int = 60_000) -> None:  # type: ignore[no-untyped-def]
+    page.goto(url)
+    box = page.locator("#question textarea")
+    box.wait_for(timeout=60_000)
+    box.fill(question)
+    box.press("Enter")
+    page.get_by_text(re.compile(r"^\[\d+\] ")).first.wait_for(timeout=timeout_ms)
+
+
+def test_browser_answer_with_openable_source(
+    served: str, scripted_bot: Chatbot, scripted: ScriptedGenerator, tmp_path: Path
+) -> None:
+    hits = scripted_bot.search(QUESTION)
+    gold = next(i for i, h in enumerate(hits, 1) if "Avril Haines" in h.chunk.text)
+    scripted.enqueue(f"Avril Haines, William Burns and Christopher Wray [{gold}].")
+    with browser_page() as page:
+        ask(page, served, QUESTION)
+        bot_text = page.locator("#chat [data-testid='bot']").first.inner_text()
+        assert f"Avril Haines, William Burns and Christopher Wray [{gold}]" in bot_text
+        source = page.get_by_text(re.compile(rf"^\[{gold}\] hammouchi"))
+        source.click()
+        mark = page.locator("#chat mark").first
+        mark.wait_for(timeout=10_000)
+        assert "Avril Haines, directrice du renseignement national" in mark.inner_text()
+        page.screenshot(path=str(artifacts_dir(tmp_path) / "chat-scripted.png"), full_page=True)
+
+
+def test_browser_upload_adds_a_document(served: str, tmp_path: Path) -> None:
+    doc = tmp_path / "rabat-notes.md"
+    doc.write_text("# Rabat notes\n\nRabat is the capital of Morocco.")
+    with browser_page() as page:
+        page.goto(served)
+        page.locator("#upload input[type=file]").set_input_files(str(doc))
+        page.get_by_text("rabat-notes.md").first.wait_for(timeout=30_000)
+        page.locator("#add").click()
+        page.locator("#documents").get_by_text("Rabat notes").wait_for(timeout=60_000)
+        assert "Added 1 documents" in page.locator("#ingest-status").inner_text()

@@ -1,0 +1,180 @@
+"""The Chroma vector store: the only module that imports chromadb.
+
+A persistent Chroma collection in cosine space. We always supply the embeddings (Chroma's default
+embedding function downloads a model, so it is never used) and telemetry is off. The collection
+records the embedding model and dimension that built it; opening it with another embedder raises
+EmbedderMismatch instead of mixing vectors.
+
+A document's chunks are written in one upsert, then the chunks of its previous version are
+deleted, so a document is replaced rather than duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.errors import EmbedderMismatch, StoreError
+from rag.types import Chunk, Hit
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+# HNSW parameters: higher than Chroma's defaults (100 / 100 / 16) for near-exact recall.
+HNSW = {"space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neighbors": 32}
+
+
+class ChromaStore:
+    """Chunks and their vectors in a Chroma collection on disk."""
+
+    def __init__(self, path: str | Path, embedder_name: str, dim: int, collection: str = "ragchat"):
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        self.path = str(path)
+        self.embedder_name = embedder_name
+        self.dim = dim
+        try:
+            Path(self.path).mkdir(parents=True, exist_ok=True)
+            self._client = chromadb.PersistentClient(
+                path=self.path,
+                settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False),
+            )
+            self._col = self._client.get_or_create_collection(
+                name=collection,
+                embedding_function=None,
+                configuration={"hnsw": dict(HNSW)},  # type: ignore[typeddict-item]
+                metadata={
+                    "embedder": embedder_name,
+                    "embedding_dim": dim,
+                    "ragchat_schema": SCHEMA_VERSION,
+                },
+            )
+        except Exception as e:  # chromadb raises many kinds; all mean "cannot open"
+            raise StoreError(
+                f"Cannot open the Chroma store at {self.path} ({e}). Check the path and its "
+                "permissions, or choose another with --store / RAGCHAT_STORE."
+            ) from e
+        self._check_embedder()
+        self._max_batch = self._client.get_max_batch_size()
+
+    def _check_embedder(self) -> None:
+        meta = self._col.metadata or {}
+        built_with, built_dim = meta.get("embedder"), meta.get("embedding_dim")
+        if built_with != self.embedder_name or built_dim != self.dim:
+            raise EmbedderMismatch(
+                f"The store at {self.path} was built with the embedder {built_with!r} "
+                f"(dimension {built_dim}), but {self.embedder_name!r} (dimension {self.dim}) "
+                "is configured. Use the same embedder (--embedder / RAGCHAT_EMBEDDER), or "
+                "re-index into a new store: `ragchat ingest --store NEW_DIR DOCS...`."
+            )
+
+    # -- VectorStore ---------------------------------------------------------------------------
+
+    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Write chunks with their vectors; ids already present are overwritten."""
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        if len(chunks) and vectors.shape[1] != self.dim:
+            raise EmbedderMismatch(
+                f"Got vectors of dimension {vectors.shape[1]} for a store of dimension {self.dim}."
+            )
+        for i in range(0, len(chunks), self._max_batch):
+            part = chunks[i : i + self._max_batch]
+            self._col.upsert(
+                ids=[c.id for c in part],
+                embeddings=np.asarray(vectors[i : i + self._max_batch], dtype=np.float32),
+                documents=[c.text for c in part],
+                metadatas=[_chunk_metadata(c) for c in part],
+            )
+
+    def search(self, vector: np.ndarray, k: int) -> list[Hit]:
+        """The k nearest chunks, best first; score = cosine similarity."""
+        n = self.count()
+        if n == 0:
+            return []
+        res = self._col.query(
+            query_embeddings=np.asarray([vector], dtype=np.float32),
+            n_results=min(k, n),
+            include=["documents", "metadatas", "distances"],
+        )
+        hits = []
+        for rank, (cid, text, meta, dist) in enumerate(
+            zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0]),
+            1,
+        ):
+            hits.append(Hit(chunk=_chunk_from(cid, text or "", meta), score=1.0 - dist, rank=rank))
+        return hits
+
+    def delete(self, doc_id: str) -> int:
+        """Remove every chunk of a document; returns how many were removed."""
+        ids = self._col.get(where={"doc_id": doc_id}, include=[])["ids"]
+        if ids:
+            self._col.delete(ids=ids)
+        return len(ids)
+
+    # -- DocumentIndex -------------------------------------------------------------------------
+
+    def replace_document(self, doc_id: str, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Write a document's new chunks, then drop the chunks of its previous versions."""
+        self.upsert(chunks, vectors)
+        keep = {c.id for c in chunks}
+        old = self._col.get(where={"doc_id": doc_id}, include=[])["ids"]
+        stale = [i for i in old if i not in keep]
+        if stale:
+            self._col.delete(ids=stale)
+
+    def doc_hash(self, doc_id: str) -> str | None:
+        """The content hash of the stored document, or None if absent or not consistent."""
+        got = self._col.get(where={"doc_id": doc_id}, include=["metadatas"])
+        hashes = {m.get("doc_hash") for m in got["metadatas"] or []}
+        return hashes.pop() if len(hashes) == 1 else None  # type: ignore[return-value]
+
+    def documents(self) -> list[dict[str, Any]]:
+        """One entry per document: doc_id, title, source, chunks."""
+        docs: dict[str, dict[str, Any]] = {}
+        total = self.count()
+        for offset in range(0, total, 5000):
+            got = self._col.get(include=["metadatas"], limit=5000, offset=offset)
+            for meta in got["metadatas"] or []:
+                doc_id = str(meta["doc_id"])
+                entry = docs.setdefault(
+                    doc_id,
+                    {
+                        "doc_id": doc_id,
+                        "title": meta.get("title", doc_id),
+                        "source": meta.get("source", ""),
+                        "chunks": 0,
+                    },
+                )
+                entry["chunks"] += 1
+        return sorted(docs.values(), key=lambda d: str(d["title"]).lower())
+
+    def count(self) -> int:
+        return int(self._col.count())
+
+    def get_chunks(self, doc_id: str) -> list[Chunk]:
+        got = self._col.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
+        chunks = [
+            _chunk_from(cid, text or "", meta)
+            for cid, text, meta in zip(got["ids"], got["documents"] or [], got["metadatas"] or [])
+        ]
+        return sorted(chunks, key=lambda c: c.start)
+
+
+def _chunk_metadata(chunk: Chunk) -> dict[str, Any]:
+    meta = {k: v for k, v in chunk.metadata.items() if isinstance(v, (str, int, float, bool))}
+    meta.update(doc_id=chunk.doc_id, start=chunk.start, end=chunk.end)
+    return meta
+
+
+def _chunk_from(chunk_id: str, text: str, meta: Any) -> Chunk:
+    meta = dict(meta or {})
+    doc_id = str(meta.pop("doc_id", ""))
+    start = int(meta.pop("start", 0))
+    end = int(meta.pop("end", start + len(text)))
+    return Chunk(id=chunk_id, doc_id=doc_id, text=text, start=start, end=end, metadata=meta)
