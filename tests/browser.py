@@ -43,7 +43,7 @@ def browser_page() -> Iterator[Any]:
         browser = p.chromium.launch(
             executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
         )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
         try:
             yield page
         finally:

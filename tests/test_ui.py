@@ -80,9 +80,9 @@ def test_browser_answer_with_openable_source(
         source = page.get_by_text(re.compile(rf"^\[{gold}\] hammouchi"))
         source.click()
         mark = page.locator("#chat mark").first
-        mark.wait_for(timeout=10_000)
+        mark.wait_for(state="visible", timeout=10_000)
         assert "Avril Haines, directrice du renseignement national" in mark.inner_text()
-        page.screenshot(path=str(artifacts_dir(tmp_path) / "chat-scripted.png"), full_page=True)
+        page.screenshot(path=str(artifacts_dir(tmp_path) / "chat-scripted.png"))
 
 
 def test_browser_upload_adds_a_document(served: str, tmp_path: Path) -> None:

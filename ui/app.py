@@ -134,7 +134,7 @@ def build_app(bot: Chatbot) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=3):
                 chat = gr.Chatbot(
-                    label="Chat", elem_id="chat", height=560, group_consecutive_messages=False
+                    label="Chat", elem_id="chat", height="75vh", group_consecutive_messages=False
                 )
                 with gr.Row():
                     box = gr.Textbox(
