@@ -44,17 +44,20 @@ def main() -> None:
         for i in range(args.repeats):
             t = time.perf_counter()
             answer = bot.ask(QUESTION)
-            runs.append({
-                "run": i + 1,
-                "wall_s": round(time.perf_counter() - t, 2),
-                "first_token_s": round(answer.timings["first_token"], 2),
-                "total_s": round(answer.timings["total"], 2),
-                "retrieval_s": round(answer.timings["retrieval"], 3),
-                **answer.usage,
-                "answer": answer.text,
-                "cited_passage_has_names": any("Avril Haines" in c.chunk.text
-                                               for c in answer.citations),
-            })
+            runs.append(
+                {
+                    "run": i + 1,
+                    "wall_s": round(time.perf_counter() - t, 2),
+                    "first_token_s": round(answer.timings["first_token"], 2),
+                    "total_s": round(answer.timings["total"], 2),
+                    "retrieval_s": round(answer.timings["retrieval"], 3),
+                    **answer.usage,
+                    "answer": answer.text,
+                    "cited_passage_has_names": any(
+                        "Avril Haines" in c.chunk.text for c in answer.citations
+                    ),
+                }
+            )
     result = {
         "command": "python bench/hammouchi_latency.py",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",

@@ -87,6 +87,13 @@ class LlamaCppGenerator:
     ) -> Iterator[str]:
         llm = self.llm
         with self._run_lock:
+            # Evaluate every prompt from scratch. With llama-cpp-python 0.3.36 reusing the cached
+            # prefix of an earlier prompt changed the answer: asked twice, the Qwen default
+            # answered the Hammouchi question right, then wrong (temperature 0), and still wrong
+            # with the last 32 or 300 prompt tokens re-evaluated; only a full evaluation gave
+            # the first answer again. Correct, order-independent answers come first; prefix
+            # reuse is worth ~15 s of prompt evaluation and is to be revisited with a fix.
+            llm.reset()
             completion = 0
             try:
                 for part in llm.create_chat_completion(

@@ -235,6 +235,145 @@ def chat(
     launch(bot, host=host, port=port)
 
 
+@app.command("eval")
+@_errors
+def eval_command(
+    args: Annotated[
+        list[str],
+        typer.Argument(help="QUESTIONS.jsonl, or: compare RUN_A RUN_B", show_default=False),
+    ],
+    docs: Annotated[
+        list[Path] | None,
+        typer.Option("--docs", help="Documents to ingest first (files, folders, .jsonl)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+    sample: Annotated[int | None, typer.Option(help="A random sample of N questions.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of --sample and the bootstrap.")] = 0,
+    retrieval_only: Annotated[
+        bool, typer.Option("--retrieval-only", help="Skip the model: retrieval metrics only.")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default: a new one).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+    store: StoreOpt = None,
+    llm: LlmOpt = None,
+    embedder: EmbedderOpt = None,
+    k: Annotated[int | None, typer.Option("-k", "--top-k", help="Passages for the model.")] = None,
+) -> None:
+    """Measure retrieval, answers and citations against a test set, with a report.
+
+    `ragchat eval compare RUN_A RUN_B` prints the differences between two runs."""
+    if args and args[0] == "compare":
+        if len(args) != 3:
+            raise RagChatError("Usage: ragchat eval compare RUN_A RUN_B")
+        _print_comparison(args[1], args[2])
+        return
+    if len(args) != 1:
+        raise RagChatError("Usage: ragchat eval QUESTIONS.jsonl [options]")
+    _run_eval(
+        Path(args[0]),
+        docs,
+        limit,
+        sample,
+        seed,
+        retrieval_only,
+        out,
+        resume,
+        dict(store=store, llm=llm, embedder=embedder, top_k=k),
+    )
+
+
+def _run_eval(
+    questions: Path,
+    docs: list[Path] | None,
+    limit: int | None,
+    sample: int | None,
+    seed: int,
+    retrieval_only: bool,
+    out: Path | None,
+    resume: bool,
+    overrides: dict[str, Any],
+) -> None:
+    import tempfile
+    from datetime import datetime
+
+    from tqdm import tqdm
+
+    from rag.evaluate import evaluate
+
+    if resume and out is None:
+        raise RagChatError("--resume needs --out RUN_DIR: the run to continue.")
+    with tempfile.TemporaryDirectory(prefix="ragchat-eval-store-") as tmp_store:
+        if docs and not overrides.get("store"):
+            overrides["store"] = tmp_store  # a throwaway store for the given documents
+        bot = _bot(**overrides)
+        if docs:
+            report = bot.ingest(docs)
+            typer.echo(
+                f"Ingested {report.documents} documents ({report.chunks} chunks), "
+                f"{report.unchanged} unchanged, {len(report.skipped)} skipped.",
+                err=True,
+            )
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = out or Path(bot.settings.data_dir) / "runs" / f"{stamp}-{questions.parent.name}"
+        bar = tqdm(total=0, unit="q", desc="evaluating", file=sys.stderr)
+
+        def progress(done: int, total: int, shown: dict[str, float]) -> None:
+            bar.total = total
+            bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, refresh=False)
+            bar.update(done - bar.n)
+
+        info = {
+            "name": questions.parent.name,
+            "command": " ".join(["ragchat", *sys.argv[1:]]),
+            "docs": [str(d) for d in docs or []],
+        }
+        try:
+            result = evaluate(
+                questions,
+                bot,
+                retrieval_only=retrieval_only,
+                out_dir=run_dir,
+                resume=resume,
+                limit=limit,
+                sample=sample,
+                seed=seed,
+                progress=progress,
+                run_info=info,
+            )
+        except KeyboardInterrupt:
+            bar.close()
+            typer.echo(
+                f"Interrupted: finished questions are kept in {run_dir}; continue with "
+                f"--out {run_dir} --resume.",
+                err=True,
+            )
+            raise typer.Exit(130) from None
+        bar.close()
+    _print_summary(result.summary)
+    typer.echo(f"Run saved in {run_dir} (results.jsonl, summary.json, report.html)")
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    for name, m in summary["metrics"].items():
+        typer.echo(f"{name:22s} {m['mean']:.3f}  [{m['low']:.3f}, {m['high']:.3f}]  n={m['n']}")
+    for name, c in summary["costs"].items():
+        typer.echo(f"{name:22s} p50 {c['p50']:.2f}  p95 {c['p95']:.2f}  n={c['n']}")
+
+
+def _print_comparison(run_a: str, run_b: str) -> None:
+    from rag.evaluate import compare_runs
+
+    result = compare_runs(run_a, run_b)
+    typer.echo(f"{result['common_questions']} questions in both runs; B - A:")
+    for name, m in result["metrics"].items():
+        typer.echo(
+            f"{name:22s} {m['a']:.3f} -> {m['b']:.3f}  diff {m['diff']:+.3f} "
+            f"[{m['low']:+.3f}, {m['high']:+.3f}]  n={m['n']}"
+        )
+    for c in result["changed"]:
+        typer.echo(f"changed {c['id']}: {c['a']} -> {c['b']}  {c['question']}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app()

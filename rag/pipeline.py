@@ -192,13 +192,14 @@ class Chatbot:
         assert answer is not None  # stream() always ends with the Answer
         return answer
 
-    def stream(self, question: str) -> Iterator[str | Answer]:
+    def stream(self, question: str, hits: Sequence[Hit] | None = None) -> Iterator[str | Answer]:
         """Yield the answer's text as it is generated, then the final Answer.
 
         The final Answer's text is authoritative: markers naming no passage are removed, and a
-        refusal is replaced by a sentence in the question's language."""
+        refusal is replaced by a sentence in the question's language. `hits` skips retrieval
+        and answers from the given passages (evaluation retrieves once for both)."""
         t0 = time.perf_counter()
-        hits = self.search(question)
+        hits = list(hits) if hits is not None else self.search(question)
         t_retrieval = time.perf_counter() - t0
         language = prompts.detect_language(question)
         messages = prompts.build_messages(question, hits, language)

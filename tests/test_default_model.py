@@ -128,3 +128,15 @@ def test_readme_python_example_runs_as_written(data_dir: Path, tmp_path: Path) -
     )
     assert out.returncode == 0, out.stderr
     assert "Avril Haines" in out.stdout
+
+
+def test_same_question_twice_gives_the_same_answer(data_dir: Path, tmp_path: Path) -> None:
+    """Temperature-0 answers do not depend on what the model answered before. Reusing
+    llama-cpp-python's cached prompt prefix broke this (the repeated answer was wrong)."""
+    from rag import Chatbot, Settings
+
+    bot = Chatbot(Settings(store=str(tmp_path / "store"), data_dir=str(data_dir)))
+    bot.ingest([SAMPLE_CORPUS])
+    first = bot.ask("Who did Hammouchi meet?")
+    assert all(name in first.text for name in NAMES), first.text
+    assert bot.ask("Who did Hammouchi meet?").text == first.text

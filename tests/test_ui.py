@@ -95,3 +95,20 @@ def test_browser_upload_adds_a_document(served: str, tmp_path: Path) -> None:
         page.locator("#add").click()
         page.locator("#documents").get_by_text("Rabat notes").wait_for(timeout=60_000)
         assert "Added 1 documents" in page.locator("#ingest-status").inner_text()
+
+
+def test_browser_evaluate_tab_runs_a_test_set(served: str, tmp_path: Path) -> None:
+    questions = Path(__file__).resolve().parents[1] / "eval" / "hammouchi" / "questions.jsonl"
+    with browser_page() as page:
+        page.goto(served)
+        page.get_by_role("tab", name="Evaluate").click()
+        page.locator("#eval-file input[type=file]").set_input_files(str(questions))
+        page.get_by_text("questions.jsonl").first.wait_for(timeout=30_000)
+        page.locator("#eval-limit input").fill("4")
+        page.locator("#eval-retrieval-only input").check()
+        page.locator("#eval-run").click()
+        page.get_by_text("4 questions evaluated").wait_for(timeout=120_000)
+        frame = page.frame_locator("#eval-report iframe")
+        frame.get_by_text("Metrics").first.wait_for(timeout=30_000)
+        assert frame.locator("img").count() >= 2
+        page.screenshot(path=str(artifacts_dir(tmp_path) / "evaluate-tab.png"), full_page=True)

@@ -13,6 +13,7 @@ import logging
 import re
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,7 @@ def build_app(bot: Chatbot) -> gr.Blocks:
         history.extend(source_message(c) for c in answer.citations)
         yield history, ""
 
-    def ingest_uploads(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008 (Gradio idiom)
+    def ingest_uploads(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> Any:
         if not files:
             gr.Warning("Choose files to add first.")
             return documents_table(bot), None, ""
@@ -126,41 +127,106 @@ def build_app(bot: Chatbot) -> gr.Blocks:
             gr.Warning(f"Skipped {Path(s.path).name}: {s.reason}")
         return documents_table(bot), None, "\n\n".join(escape(line) for line in lines)
 
+    def run_evaluation(
+        path: str | None,
+        limit: float | None,
+        retrieval_only: bool,
+        progress: gr.Progress = gr.Progress(),
+    ) -> tuple[str, str]:
+        from rag.evaluate import evaluate
+
+        if not path:
+            gr.Warning("Choose a test set (.jsonl) first.")
+            return "", ""
+        run_dir = Path(bot.settings.data_dir) / "runs" / time.strftime("%Y%m%d-%H%M%S-ui")
+
+        def report_progress(done: int, total: int, shown: dict[str, float]) -> None:
+            figures = ", ".join(f"{k} {v:.3f}" for k, v in shown.items())
+            progress((done, total), desc=f"{done}/{total} questions; {figures}")
+
+        try:
+            result = evaluate(
+                path,
+                bot,
+                retrieval_only=retrieval_only,
+                out_dir=run_dir,
+                limit=int(limit) if limit else None,
+                progress=report_progress,
+                run_info={"name": Path(path).name},
+            )
+        except RagChatError as e:
+            gr.Warning(str(e))
+            return str(e), ""
+        report = (run_dir / "report.html").read_text(encoding="utf-8")
+        frame = (
+            f'<iframe title="evaluation report" srcdoc="{html.escape(report, quote=True)}" '
+            'style="width:100%;height:900px;border:0"></iframe>'
+        )
+        done = f"{len(result.rows)} questions evaluated; run saved in `{run_dir}`."
+        return done, frame
+
     with gr.Blocks(title="ragchat") as demo:
         gr.Markdown(
             "## ragchat — ask your documents\nAnswers cite their passages as [1], [2]; "
             "open a source below an answer to read the passage."
         )
-        with gr.Row():
-            with gr.Column(scale=3):
-                chat = gr.Chatbot(
-                    label="Chat", elem_id="chat", height="75vh", group_consecutive_messages=False
-                )
-                with gr.Row():
-                    box = gr.Textbox(
-                        placeholder="Ask a question, in any language…",
-                        show_label=False,
-                        scale=5,
-                        elem_id="question",
-                        autofocus=True,
+        with gr.Tab("Chat"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    chat = gr.Chatbot(
+                        label="Chat",
+                        elem_id="chat",
+                        height="75vh",
+                        group_consecutive_messages=False,
                     )
-                    send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-            with gr.Column(scale=2):
-                files = gr.File(
-                    label="Add documents",
-                    file_count="multiple",
-                    file_types=sorted(SUPPORTED_SUFFIXES),
-                    elem_id="upload",
+                    with gr.Row():
+                        box = gr.Textbox(
+                            placeholder="Ask a question, in any language…",
+                            show_label=False,
+                            scale=5,
+                            elem_id="question",
+                            autofocus=True,
+                        )
+                        send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+                with gr.Column(scale=2):
+                    files = gr.File(
+                        label="Add documents",
+                        file_count="multiple",
+                        file_types=sorted(SUPPORTED_SUFFIXES),
+                        elem_id="upload",
+                    )
+                    add = gr.Button("Add to library", elem_id="add")
+                    status = gr.Markdown(elem_id="ingest-status")
+                    docs = gr.Dataframe(
+                        headers=["title", "passages", "id"],
+                        label="Documents",
+                        interactive=False,
+                        elem_id="documents",
+                        wrap=True,
+                    )
+        with gr.Tab("Evaluate"):
+            gr.Markdown(
+                "Run a test set (JSONL: `id`, `question`, `answers`, `context_id`, "
+                "`unanswerable`) against the documents in the store."
+            )
+            with gr.Row():
+                test_set = gr.File(
+                    label="Test set (.jsonl)", file_types=[".jsonl"], elem_id="eval-file"
                 )
-                add = gr.Button("Add to library", elem_id="add")
-                status = gr.Markdown(elem_id="ingest-status")
-                docs = gr.Dataframe(
-                    headers=["title", "passages", "id"],
-                    label="Documents",
-                    interactive=False,
-                    elem_id="documents",
-                    wrap=True,
-                )
+                with gr.Column():
+                    limit = gr.Number(
+                        label="Questions (first N; 0 = all)",
+                        value=20,
+                        precision=0,
+                        minimum=0,
+                        elem_id="eval-limit",
+                    )
+                    retrieval_only = gr.Checkbox(
+                        label="Retrieval only (no model, fast)", elem_id="eval-retrieval-only"
+                    )
+                    run_eval = gr.Button("Run evaluation", variant="primary", elem_id="eval-run")
+            eval_status = gr.Markdown(elem_id="eval-status")
+            eval_report = gr.HTML(elem_id="eval-report")
         box.submit(respond, [box, chat], [chat, box], concurrency_limit=1, concurrency_id="model")
         send.click(respond, [box, chat], [chat, box], concurrency_limit=1, concurrency_id="model")
         add.click(
@@ -169,6 +235,13 @@ def build_app(bot: Chatbot) -> gr.Blocks:
             [docs, files, status],
             concurrency_limit=1,
             concurrency_id="ingest",
+        )
+        run_eval.click(
+            run_evaluation,
+            [test_set, limit, retrieval_only],
+            [eval_status, eval_report],
+            concurrency_limit=1,
+            concurrency_id="model",
         )
         demo.load(lambda: documents_table(bot), None, docs)
     return demo
