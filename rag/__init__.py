@@ -1,6 +1,7 @@
 """ragchat: private, cited question answering over your own documents.
 
-The public API: `Chatbot`, `Settings`, the value types, the errors and `SAMPLE_CORPUS`.
+The public API: `Chatbot`, `Settings`, `evaluate`, the value types, the errors and
+`SAMPLE_CORPUS`.
 Nothing heavy is imported here; models load on first use.
 """
 
@@ -15,6 +16,10 @@ from rag.errors import (
     StoreError,
     UnsupportedDocument,
 )
+
+# `rag.evaluate(...)` is the function (it shadows the submodule's name on the package;
+# `from rag.evaluate import ...` still reaches the module)
+from rag.evaluate import EvalResult, evaluate
 from rag.pipeline import SAMPLE_CORPUS, Chatbot
 from rag.types import Answer, Chunk, Citation, Document, Hit, IngestReport, Skipped
 
@@ -28,6 +33,7 @@ __all__ = [
     "Document",
     "EmbedderMismatch",
     "EmptyIndex",
+    "EvalResult",
     "GenerationError",
     "Hit",
     "IngestReport",
@@ -37,4 +43,5 @@ __all__ = [
     "Skipped",
     "StoreError",
     "UnsupportedDocument",
+    "evaluate",
 ]

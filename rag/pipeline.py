@@ -34,8 +34,10 @@ Progress = Callable[[int, int, str], None]
 
 _REFUSAL = re.compile(
     r"(cannot|can't|could not|couldn't|unable to)\s+(find|answer|determine)|"
-    r"(do|does) not (contain|mention|provide|say)|no information|(don't|do not) know|"
-    r"ne (contient|mentionne|précise|dit) pas|pas (d'|de )information|je ne sais pas",
+    r"(do|does) not (contain|mention|provide|say|specify)|no information|(don't|do not) know|"
+    r"(is|are) not (mentioned|stated|specified|provided|given)|"
+    r"ne (contient|mentionne|précise|dit) pas|pas (d'|de )information|je ne sais pas|"
+    r"n'est pas (mentionné|indiqué|précisé)",
     re.IGNORECASE,
 )
 _EMBED_BATCH = 256  # chunks embedded together across documents

@@ -104,10 +104,10 @@ def _failure(row: dict[str, Any]) -> str:
     esc = html.escape
     gold = ", ".join(esc(a) for a in row.get("answers", [])) or "(unanswerable)"
     passages = []
-    for i, hit in enumerate(row.get("retrieved", [])[:5], 1):
+    for hit in row.get("retrieved", [])[:5]:
         mark = " ★ gold" if hit["doc_id"] == row.get("context_id") else ""
         passages.append(
-            f"<li><b>{i}. {esc(hit['doc_id'])}</b> ({hit['score']:.3f}){mark}<br>"
+            f"<li><b>{esc(hit['doc_id'])}</b> ({hit['score']:.3f}){mark}<br>"
             f"<span class=passage>{esc(hit['text'][:600])}</span></li>"
         )
     answer = row.get("answer")
@@ -136,7 +136,7 @@ def render(summary: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
         "complete": run.get("complete"),
         "retrieval only": run.get("retrieval_only"),
         "embedder": settings.get("embedder"),
-        "model": settings.get("llm"),
+        "model": "(not used)" if run.get("retrieval_only") else settings.get("llm"),
         "top_k": settings.get("top_k"),
         "chunk size": settings.get("chunk_size"),
         "machine": run.get("machine", {}).get("cpu"),

@@ -143,3 +143,34 @@ def test_eval_command_end_to_end_with_small_model(tmp_path: Path, monkeypatch) -
     compared = runner.invoke(app, ["eval", "compare", str(run), str(other)])
     assert compared.exit_code == 0 and "5 questions in both runs" in compared.stdout
     assert compare_runs(run, other)["metrics"]["hit@1"]["n"] == 5
+
+
+def test_package_level_evaluate_is_the_function() -> None:
+    import rag
+
+    assert rag.evaluate is evaluate and callable(rag.evaluate)
+
+
+def test_interrupted_run_keeps_finished_questions_and_resumes(
+    settings,
+    minilm,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    bot = Chatbot(settings, embedder=minilm, generator=ScriptedGenerator())
+    bot.ingest([GOLD_DOCS])
+    run = tmp_path / "run"
+
+    def stop_after_two(done: int, total: int, shown: dict[str, float]) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(
+            GOLD_QUESTIONS, bot, retrieval_only=True, out_dir=run, limit=5, progress=stop_after_two
+        )
+    assert len((run / "results.jsonl").read_text().splitlines()) == 2
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["run"]["complete"] is False and summary["questions"] == 2
+    result = evaluate(GOLD_QUESTIONS, bot, retrieval_only=True, out_dir=run, limit=5, resume=True)
+    assert result.complete and [r["id"] for r in result.rows] == ["h01", "h02", "h03", "h04", "h05"]
+    assert len((run / "results.jsonl").read_text().splitlines()) == 5

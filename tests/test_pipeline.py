@@ -125,4 +125,3 @@ def test_settings_choose_the_components(tmp_path: Path) -> None:
     assert bot.embedder.name == "all-MiniLM-L6-v2" and bot.embedder.dim == 384
     assert bot.generator.name == "smollm2-135m-instruct"
     assert bot.documents() == []
-

@@ -26,12 +26,12 @@ from rag.types import Answer, Citation
 
 log = logging.getLogger(__name__)
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~&])")
 
 
 def escape(text: str) -> str:
     """Text from a document, made inert for the chat's Markdown and HTML rendering."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.unescape(text)).replace("\n", "  \n")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
 
 
 def source_message(citation: Citation) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def source_message(citation: Citation) -> dict[str, Any]:
     return {
         "role": "assistant",
         "content": body,
-        "metadata": {"title": f"[{citation.n}] {chunk.title}{page}", "status": "done"},
+        "metadata": {"title": f"[{citation.n}] {escape(chunk.title)}{page}", "status": "done"},
     }
 
 
