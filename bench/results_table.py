@@ -1,6 +1,6 @@
 """Print Markdown tables of evaluation runs (summary.json files) for docs/results.md.
 
-    .venv/bin/python bench/results_table.py docs/eval-runs/*
+.venv/bin/python bench/results_table.py docs/eval-runs/*
 """
 
 from __future__ import annotations
@@ -10,8 +10,16 @@ import sys
 from pathlib import Path
 
 RETRIEVAL = ("hit@1", "hit@3", "hit@5", "hit@10", "mrr@10")
-ANSWERS = ("contains", "em", "f1", "has_citation", "citation_precision", "citation_recall",
-           "refused_unanswerable", "refused_answerable")
+ANSWERS = (
+    "contains",
+    "em",
+    "f1",
+    "has_citation",
+    "citation_precision",
+    "citation_recall",
+    "refused_unanswerable",
+    "refused_answerable",
+)
 COSTS = ("retrieval_ms", "first_token_s", "total_s", "prompt_tokens", "completion_tokens")
 
 
@@ -36,9 +44,14 @@ def main(paths: list[str]) -> None:
     print("|---" * (len(COSTS) + 1) + "|")
     for name, s in runs:
         costs = s["costs"]
-        print(f"| {name} | " + " | ".join(
-            f"{costs[k]['p50']:.2f} / {costs[k]['p95']:.2f}" if k in costs else "–"
-            for k in COSTS) + " |")
+        print(
+            f"| {name} | "
+            + " | ".join(
+                f"{costs[k]['p50']:.2f} / {costs[k]['p95']:.2f}" if k in costs else "–"
+                for k in COSTS
+            )
+            + " |"
+        )
 
 
 if __name__ == "__main__":

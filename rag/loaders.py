@@ -154,8 +154,8 @@ def load_jsonl(path: Path, problems: list[Skipped] | None = None) -> list[Docume
             if k not in {"id", "text"} and isinstance(v, (str, int, float, bool))
         }
         meta["title"] = str(record.get("title") or doc_id)
-        meta["source"] = f"{source}#{doc_id}"
-        docs.append(Document(id=doc_id, source=meta["source"], text=record["text"], metadata=meta))
+        meta["source"] = doc_source = f"{source}#{doc_id}"
+        docs.append(Document(id=doc_id, source=doc_source, text=record["text"], metadata=meta))
     if not docs:
         reason = "no valid lines" if problems else "empty file, nothing to ingest"
         raise UnsupportedDocument(str(path), reason)

@@ -47,7 +47,7 @@ class ChromaStore:
             self._col = self._client.get_or_create_collection(
                 name=collection,
                 embedding_function=None,
-                configuration={"hnsw": dict(HNSW)},  # type: ignore[typeddict-item]
+                configuration={"hnsw": dict(HNSW)},  # type: ignore[arg-type]
                 metadata={
                     "embedder": embedder_name,
                     "embedding_dim": dim,
@@ -102,10 +102,11 @@ class ChromaStore:
             n_results=min(k, n),
             include=["documents", "metadatas", "distances"],
         )
+        documents, metadatas, distances = res["documents"], res["metadatas"], res["distances"]
+        assert documents is not None and metadatas is not None and distances is not None
         hits = []
         for rank, (cid, text, meta, dist) in enumerate(
-            zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0]),
-            1,
+            zip(res["ids"][0], documents[0], metadatas[0], distances[0]), 1
         ):
             hits.append(Hit(chunk=_chunk_from(cid, text or "", meta), score=1.0 - dist, rank=rank))
         return hits
