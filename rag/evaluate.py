@@ -392,7 +392,7 @@ def _run_info(
 ) -> dict[str, Any]:
     from models.weights import resolve_embedder
 
-    location = Path(resolve_embedder(bot.settings.embedder)[0])
+    location = Path(resolve_embedder(bot.settings.embedder, bot.settings.models_dir)[0])
     weights = next(location.glob("*.safetensors"), None) if location.is_dir() else None
     models: dict[str, Any] = {
         "embedder": {

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def build_embedder(settings: Settings) -> SentenceTransformerEmbedder:
     from models.embedders import SentenceTransformerEmbedder
 
-    return SentenceTransformerEmbedder(settings.embedder)
+    return SentenceTransformerEmbedder(settings.embedder, models_dir=settings.models_dir)
 
 
 def build_store(settings: Settings, embedder: Embedder) -> ChromaStore:
