@@ -9,18 +9,10 @@ import json
 import sys
 from pathlib import Path
 
-RETRIEVAL = ("hit@1", "hit@3", "hit@5", "hit@10", "mrr@10")
-ANSWERS = (
-    "contains",
-    "em",
-    "f1",
-    "has_citation",
-    "citation_precision",
-    "citation_recall",
-    "refused_unanswerable",
-    "refused_answerable",
-)
-COSTS = ("retrieval_ms", "first_token_s", "total_s", "prompt_tokens", "completion_tokens")
+from rag.evaluate import COSTS, METRICS
+
+RETRIEVAL = tuple(m for m in METRICS if m.startswith(("hit@", "mrr@")))
+ANSWERS = tuple(m for m in METRICS if m not in RETRIEVAL)
 
 
 def cell(metrics: dict, name: str) -> str:
