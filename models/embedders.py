@@ -92,6 +92,8 @@ class SentenceTransformerEmbedder:
         vectors = np.asarray(vectors, dtype=np.float32)
         limit = int(self.model.max_seq_length or 512) - 2  # content tokens beside <s> and </s>
         for i, text in enumerate(texts):
+            if len(text) < limit:  # fewer characters than the window cannot need more tokens
+                continue
             ids = self.model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
             if len(ids) > limit:
                 vectors[i] = self._windowed(text, limit)
