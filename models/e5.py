@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 QK = 32  # weights per Q4_0 block
 META = "\u2581"  # SentencePiece's metaspace
-FORMAT_VERSION = 1  # bump when the built folder changes
+FORMAT_VERSION = 2  # bump when the built folder changes (2: zero pooler saved)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,8 +274,13 @@ def build(out_dir: str | Path, source: str | Path | None = None) -> Path:
             hidden_act="gelu",
             pad_token_id=packed.special["pad"],
         )
-        model = BertModel(bert_config, add_pooling_layer=False)
+        # e5 has no pooler (sentence-transformers mean-pools); a zero one is saved so that
+        # loading with BertModel's default pooler reports no missing weights
+        model = BertModel(bert_config, add_pooling_layer=True)
         weights = {k: torch.from_numpy(v) for k, v in state_dict(packed).items()}
+        hidden = int(c["hidden"])
+        weights["pooler.dense.weight"] = torch.zeros(hidden, hidden)
+        weights["pooler.dense.bias"] = torch.zeros(hidden)
         missing, unexpected = model.load_state_dict(weights, strict=False)
         missing = [m for m in missing if "position_ids" not in m]
         if missing or unexpected:

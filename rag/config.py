@@ -29,10 +29,16 @@ class Settings:
     data_dir: str = field(default_factory=default_data_dir)
     # the Chroma store: a directory path; empty means <data_dir>/store
     store: str = ""
+    # where model files are assembled and built; empty means <data_dir>/models
+    models: str = ""
     # Chroma collection holding the chunks
     collection: str = "ragchat"
     # sentence-transformers model: a packaged name (see models/weights.py), a path, or a hub id
-    embedder: str = "all-MiniLM-L6-v2"
+    embedder: str = "multilingual-e5-small"
+    # how passages are found: "hybrid" (embeddings + BM25 keywords, fused), "dense" or "keyword"
+    retrieval: str = "hybrid"
+    # cross-encoder that re-orders the retrieved passages: a local folder or hub id; "" = off
+    reranker: str = ""
     # GGUF model: a packaged name, a path to a .gguf file, or "hf:REPO/FILE.gguf"
     llm: str = "qwen2.5-coder-1.5b-instruct"
     # passages retrieved and shown to the model
@@ -52,6 +58,10 @@ class Settings:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.retrieval not in ("hybrid", "dense", "keyword"):
+            raise ConfigError(
+                f"retrieval must be hybrid, dense or keyword, got {self.retrieval!r}."
+            )
         if self.top_k < 1:
             raise ConfigError(f"top_k must be at least 1, got {self.top_k}.")
         if self.chunk_size < 50:
@@ -77,7 +87,8 @@ class Settings:
 
     @property
     def models_dir(self) -> Path:
-        return Path(self.data_dir) / "models"
+        """Where model files are assembled and built."""
+        return Path(self.models) if self.models else Path(self.data_dir) / "models"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed; None values are ignored (unset CLI flags)."""

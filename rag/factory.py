@@ -6,6 +6,7 @@ a Chatbot loads nothing.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.config import Settings
@@ -13,8 +14,10 @@ from rag.config import Settings
 if TYPE_CHECKING:
     from models.embedders import SentenceTransformerEmbedder
     from models.generators import LlamaCppGenerator
-    from rag.protocols import Embedder
+    from models.rerankers import CrossEncoderReranker
+    from rag.protocols import DocumentStore, Embedder
     from vectorstore.chroma import ChromaStore
+    from vectorstore.keyword import KeywordIndex
 
 
 def build_embedder(settings: Settings) -> SentenceTransformerEmbedder:
@@ -27,6 +30,32 @@ def build_store(settings: Settings, embedder: Embedder) -> ChromaStore:
     from vectorstore.chroma import ChromaStore
 
     return ChromaStore(settings.store_path, embedder.name, embedder.dim, settings.collection)
+
+
+def keyword_index_path(settings: Settings, store: DocumentStore | None = None) -> Path:
+    """Where the keyword index of a store lives: beside Chroma's files, in its directory."""
+    root = getattr(store, "path", None) or settings.store_path
+    collection = getattr(store, "collection", None) or settings.collection
+    return Path(root) / "keywords" / f"{collection}.sqlite"
+
+
+def build_keyword_index(settings: Settings, store: DocumentStore) -> KeywordIndex:
+    """The store's keyword index, brought in step with the store (see vectorstore/keyword.py)."""
+    from vectorstore.keyword import KeywordIndex
+
+    index = KeywordIndex(keyword_index_path(settings, store))
+    index.sync(
+        store.count(), lambda: [str(d["doc_id"]) for d in store.documents()], store.get_chunks
+    )
+    return index
+
+
+def build_reranker(settings: Settings) -> CrossEncoderReranker | None:
+    if not settings.reranker:
+        return None
+    from models.rerankers import CrossEncoderReranker
+
+    return CrossEncoderReranker(settings.reranker)
 
 
 def build_generator(settings: Settings) -> LlamaCppGenerator:

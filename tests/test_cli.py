@@ -11,8 +11,12 @@ from rag.cli import app
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {"RAGCHAT_DATA_DIR": str(tmp_path / "data"), "RAGCHAT_LLM": "smollm2-135m-instruct"}
+def env(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {
+        "RAGCHAT_DATA_DIR": str(tmp_path / "data"),
+        "RAGCHAT_MODELS": str(models_dir),
+        "RAGCHAT_LLM": "smollm2-135m-instruct",
+    }
     for k, v in values.items():
         monkeypatch.setenv(k, v)
     return values

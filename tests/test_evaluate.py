@@ -86,8 +86,11 @@ def test_scripted_answers_give_exact_metrics(settings, minilm, tmp_path: Path) -
     assert result.complete
 
 
-def test_eval_command_end_to_end_with_small_model(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_eval_command_end_to_end_with_small_model(
+    tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RAGCHAT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("RAGCHAT_MODELS", str(models_dir))
     monkeypatch.setenv("RAGCHAT_LLM", "smollm2-135m-instruct")
     run = tmp_path / "run"
     runner = CliRunner()

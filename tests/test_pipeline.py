@@ -118,10 +118,15 @@ def test_real_small_model_streams_then_answers(sample_bot: Chatbot) -> None:
     assert answer.usage["prompt_tokens"] > 100 and answer.usage["completion_tokens"] > 0
 
 
-def test_settings_choose_the_components(tmp_path: Path) -> None:
-    bot = Chatbot(
-        Settings(store=str(tmp_path / "s"), data_dir=str(tmp_path), llm="smollm2-135m-instruct")
+def test_settings_choose_the_components(tmp_path: Path, models_dir: Path) -> None:
+    settings = Settings(
+        store=str(tmp_path / "s"),
+        data_dir=str(tmp_path),
+        models=str(models_dir),
+        llm="smollm2-135m-instruct",
     )
-    assert bot.embedder.name == "all-MiniLM-L6-v2" and bot.embedder.dim == 384
+    bot = Chatbot(settings)
+    assert bot.embedder.name == "multilingual-e5-small" and bot.embedder.dim == 384
+    assert bot.retriever.mode == "hybrid" and bot.reranker is None
     assert bot.generator.name == "smollm2-135m-instruct"
     assert bot.documents() == []

@@ -1,4 +1,5 @@
-from rag.prompts import NOT_FOUND, build_messages, detect_language, refusal
+from rag.language import detect_language
+from rag.prompts import NOT_FOUND, build_messages, refusal
 from rag.types import Chunk, Hit
 
 

@@ -36,6 +36,7 @@ class ChromaStore:
         from chromadb.config import Settings as ChromaSettings
 
         self.path = str(path)
+        self.collection = collection
         self.embedder_name = embedder_name
         self.dim = dim
         try:
@@ -157,6 +158,17 @@ class ChromaStore:
 
     def count(self) -> int:
         return int(self._col.count())
+
+    def fetch(self, ids: Sequence[str]) -> list[Chunk]:
+        """The chunks with these ids that exist, in the order asked."""
+        if not ids:
+            return []
+        got = self._col.get(ids=list(ids), include=["documents", "metadatas"])
+        found = {
+            cid: _chunk_from(cid, text or "", meta)
+            for cid, text, meta in zip(got["ids"], got["documents"] or [], got["metadatas"] or [])
+        }
+        return [found[i] for i in ids if i in found]
 
     def get_chunks(self, doc_id: str) -> list[Chunk]:
         got = self._col.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])

