@@ -36,6 +36,14 @@ LlmOpt = Annotated[
 ]
 EmbedderOpt = Annotated[str | None, typer.Option("--embedder", help="Embedding model.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+RetrievalOpt = Annotated[
+    str | None,
+    typer.Option("--retrieval", help="hybrid (default), dense or keyword."),
+]
+RerankerOpt = Annotated[
+    str | None,
+    typer.Option("--reranker", help="Cross-encoder folder or hub id to re-order passages."),
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -135,10 +143,14 @@ def ask(
     llm: LlmOpt = None,
     embedder: EmbedderOpt = None,
     k: Annotated[int | None, typer.Option("-k", "--top-k", help="Passages to retrieve.")] = None,
+    retrieval: RetrievalOpt = None,
+    reranker: RerankerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from your documents, citing passages as [n]."""
-    bot = _bot(store=store, llm=llm, embedder=embedder, top_k=k)
+    bot = _bot(
+        store=store, llm=llm, embedder=embedder, top_k=k, retrieval=retrieval, reranker=reranker
+    )
     live = sys.stdout.isatty() and not as_json
     answer: Answer | None = None
     streamed = ""
@@ -172,10 +184,13 @@ def search(
     k: Annotated[int, typer.Option("-k", help="How many passages.")] = 5,
     store: StoreOpt = None,
     embedder: EmbedderOpt = None,
+    retrieval: RetrievalOpt = None,
+    reranker: RerankerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the passages most relevant to a query (no model involved)."""
-    hits = _bot(store=store, embedder=embedder).search(query, k=k)
+    bot = _bot(store=store, embedder=embedder, retrieval=retrieval, reranker=reranker)
+    hits = bot.search(query, k=k)
     if as_json:
         typer.echo(json.dumps([_hit_json(h) for h in hits], ensure_ascii=False, indent=2))
         return
@@ -215,8 +230,23 @@ def delete(
 @app.command()
 @_errors
 def chat(
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            envvar="RAGCHAT_HOST",
+            help="Address to bind. Anything but this machine (127.0.0.1, ::1) needs --auth.",
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 7860,
+    auth: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RAGCHAT_AUTH",
+            show_default=False,
+            help="USER:PASSWORD asked before the chat opens (prefer RAGCHAT_AUTH: a flag shows "
+            "in the process list).",
+        ),
+    ] = None,
     store: StoreOpt = None,
     llm: LlmOpt = None,
     embedder: EmbedderOpt = None,
@@ -226,13 +256,15 @@ def chat(
 ) -> None:
     """Open the chat in the browser (ingests the sample article into an empty store)."""
     from rag.pipeline import SAMPLE_CORPUS
-    from ui.app import launch
+    from ui.app import check_exposure, launch, parse_auth
 
+    credentials = parse_auth(auth)
+    check_exposure(host, credentials)  # before anything is loaded
     bot = _bot(store=store, llm=llm, embedder=embedder)
     if sample and not bot.documents():
         report = bot.ingest([SAMPLE_CORPUS])
         typer.echo(f"Empty store: ingested the sample article ({report.chunks} chunks).")
-    launch(bot, host=host, port=port)
+    launch(bot, host=host, port=port, auth=credentials)
 
 
 @app.command("eval")
@@ -258,6 +290,8 @@ def eval_command(
     llm: LlmOpt = None,
     embedder: EmbedderOpt = None,
     k: Annotated[int | None, typer.Option("-k", "--top-k", help="Passages for the model.")] = None,
+    retrieval: RetrievalOpt = None,
+    reranker: RerankerOpt = None,
 ) -> None:
     """Measure retrieval, answers and citations against a test set, with a report.
 
@@ -278,7 +312,14 @@ def eval_command(
         retrieval_only,
         out,
         resume,
-        dict(store=store, llm=llm, embedder=embedder, top_k=k),
+        dict(
+            store=store,
+            llm=llm,
+            embedder=embedder,
+            top_k=k,
+            retrieval=retrieval,
+            reranker=reranker,
+        ),
     )
 
 

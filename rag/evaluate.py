@@ -352,6 +352,8 @@ def _versions() -> dict[str, str]:
         "torch",
         "transformers",
         "gradio",
+        "bm25s",
+        "PyStemmer",
     ):
         try:
             out[pkg] = importlib_metadata.version(pkg)
@@ -420,6 +422,7 @@ def _run_info(
         "complete": complete,
         "seconds": round(seconds, 1),
         "settings": dataclasses.asdict(bot.settings),
+        "fusion": dataclasses.asdict(bot.retriever.fusion),
         "models": models,
         "versions": _versions(),
         "machine": _machine(),

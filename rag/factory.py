@@ -45,7 +45,10 @@ def build_keyword_index(settings: Settings, store: DocumentStore) -> KeywordInde
 
     index = KeywordIndex(keyword_index_path(settings, store))
     index.sync(
-        store.count(), lambda: [str(d["doc_id"]) for d in store.documents()], store.get_chunks
+        store.count,
+        lambda: [str(d["doc_id"]) for d in store.documents()],
+        store.get_chunks,
+        getattr(store, "repair", None),
     )
     return index
 

@@ -61,3 +61,36 @@ def test_store_is_persistent_and_remembers_its_embedder(tmp_path) -> None:
         ChromaStore(tmp_path, "model-b", 4)
     with pytest.raises(EmbedderMismatch):
         ChromaStore(tmp_path, "model-a", 8)
+
+
+def _version(chunks: list, generation: int) -> list:
+    from rag.types import Chunk
+
+    meta = {"generation": generation, "doc_chunks": len(chunks)}
+    return [Chunk(c.id, c.doc_id, c.text, c.start, c.end, {**c.metadata, **meta}) for c in chunks]
+
+
+def test_repair_keeps_the_newest_complete_version(tmp_path) -> None:
+    store = ChromaStore(tmp_path, "fake-embedder", 8)
+    rng = np.random.default_rng(0)
+    old = chunk_document(doc("a", "Old sentence here. " * 30), 60, 0)
+    store.replace_document("a", old, unit(rng.normal(size=(len(old), 8))))
+    new = _version(chunk_document(doc("a", "New words instead. " * 20), 60, 0), 2**62)
+    # a crash after the new version's upsert, before the old chunks were deleted
+    store.upsert(new, unit(rng.normal(size=(len(new), 8))))
+    assert store.count() == len(old) + len(new) and store.doc_hash("a") is None
+    assert store.repair("a") == len(old)
+    assert {c.id for c in store.get_chunks("a")} == {c.id for c in new}
+    assert store.repair("a") == 0  # whole: nothing to do
+
+
+def test_repair_drops_a_partial_version_and_keeps_the_complete_one(tmp_path) -> None:
+    store = ChromaStore(tmp_path, "fake-embedder", 8)
+    rng = np.random.default_rng(1)
+    old = chunk_document(doc("a", "Old sentence here. " * 30), 60, 0)
+    store.replace_document("a", old, unit(rng.normal(size=(len(old), 8))))
+    new = _version(chunk_document(doc("a", "New words instead. " * 20), 60, 0), 2**62)
+    store.upsert(new[:2], unit(rng.normal(size=(2, 8))))  # only part of it was written
+    store.repair("a")
+    assert [c.id for c in store.get_chunks("a")] == [c.id for c in old]
+    assert store.doc_hash("a") == old[0].metadata["doc_hash"]

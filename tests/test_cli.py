@@ -43,6 +43,13 @@ def test_ingest_list_search_ask_delete(env: dict[str, str], tmp_path: Path) -> N
     code, out, _ = run("search", "Who did Hammouchi meet?", "-k", "2", "--store", store, "--json")
     hits = json.loads(out)
     assert code == 0 and len(hits) == 2 and {"doc_id", "score", "text"} <= set(hits[0])
+    for mode in ("keyword", "dense"):
+        code, out, _ = run(
+            "search", "Christopher Wray", "--retrieval", mode, "--store", store, "--json"
+        )
+        assert code == 0 and "Christopher Wray" in json.loads(out)[0]["text"], mode
+    code, _, err = run("search", "x", "--retrieval", "fuzzy", "--store", store)
+    assert code == 1 and "hybrid, dense or keyword" in err
 
     code, out, err = run("ask", "Who did Hammouchi meet?", "--store", store, "--json")
     assert code == 0, err

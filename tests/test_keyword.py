@@ -89,3 +89,23 @@ def test_a_lost_keyword_index_is_rebuilt_from_chroma(tmp_path: Path) -> None:
     rebuilt = factory.build_keyword_index(settings, store)  # counts differ: full resync
     assert rebuilt.count() == len(chunks)
     assert rebuilt.search("effacé", 3) == []
+
+
+def test_an_interrupted_replacement_is_made_whole_on_open(tmp_path: Path) -> None:
+    settings = Settings(data_dir=str(tmp_path))
+    store, old = _store_with_doc(tmp_path)
+    index = factory.build_keyword_index(settings, store)
+    new_doc = Document("d", "/d.txt", "Un texte tout neuf sur Rabat. " * 15, {"lang": "fr"})
+    new = [
+        Chunk(c.id, c.doc_id, c.text, c.start, c.end, {**c.metadata, "generation": 2**62,
+                                                       "doc_chunks": 99})
+        for c in chunk_document(new_doc, 200, 0)
+    ]  # fmt: skip
+    index.begin(["d"])
+    store.upsert(new, np.ones((len(new), 4), dtype=np.float32) / 2)  # killed mid-way
+    index.close()
+
+    repaired = factory.build_keyword_index(settings, store)
+    ids = {c.id for c in store.get_chunks("d")}
+    assert ids == {c.id for c in old}  # the partial new version is gone, the old one whole
+    assert repaired.count() == len(ids) and repaired.search("Rabat", 3) == []

@@ -6,12 +6,17 @@ records the embedding model and dimension that built it; opening it with another
 EmbedderMismatch instead of mixing vectors.
 
 A document's chunks are written in one upsert, then the chunks of its previous version are
-deleted, so a document is replaced rather than duplicated.
+deleted, so a document is replaced rather than duplicated. Each chunk records its version
+(`generation`, a timestamp) and how many chunks that version has (`doc_chunks`), so that after a
+crash between the two steps `repair` can keep the newest complete version of a document, or
+remove it whole: a document is never left half-present.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -123,12 +128,36 @@ class ChromaStore:
 
     def replace_document(self, doc_id: str, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Write a document's new chunks, then drop the chunks of its previous versions."""
+        version = {"generation": time.time_ns(), "doc_chunks": len(chunks)}
+        chunks = [
+            Chunk(c.id, c.doc_id, c.text, c.start, c.end, {**c.metadata, **version}) for c in chunks
+        ]
         self.upsert(chunks, vectors)
         keep = {c.id for c in chunks}
         old = self._col.get(where={"doc_id": doc_id}, include=[])["ids"]
         stale = [i for i in old if i not in keep]
         if stale:
             self._col.delete(ids=stale)
+
+    def repair(self, doc_id: str) -> int:
+        """Leave a document whole after an interrupted write: keep its newest complete version
+        (all `doc_chunks` chunks of one generation), delete every other chunk; with no complete
+        version, delete it all. Returns the number of chunks deleted."""
+        got = self._col.get(where={"doc_id": doc_id}, include=["metadatas"])
+        metas = got["metadatas"] or []
+        generation = [m.get("generation", 0) for m in metas]
+        sizes = Counter(generation)
+        complete = [
+            g for g, m in zip(generation, metas) if sizes[g] == m.get("doc_chunks", sizes[g])
+        ]
+        keep = max(complete) if complete else None
+        doomed = [cid for cid, g in zip(got["ids"], generation) if g != keep]
+        if doomed:
+            log.warning(
+                "repairing %s: removing %d chunks of an interrupted write", doc_id, len(doomed)
+            )
+            self._col.delete(ids=doomed)
+        return len(doomed)
 
     def doc_hash(self, doc_id: str) -> str | None:
         """The content hash of the stored document, or None if absent or not consistent."""

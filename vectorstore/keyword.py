@@ -122,19 +122,23 @@ class KeywordIndex:
 
     def sync(
         self,
-        count: int,
+        count: Callable[[], int],
         doc_ids: Callable[[], Sequence[str]],
         chunks_of: Callable[[str], Sequence[Chunk]],
+        repair: Callable[[str], object] | None = None,
     ) -> int:
-        """Bring the index in step with the vector store, which holds `count` chunks.
+        """Bring the index in step with the vector store, which holds `count()` chunks.
 
-        Journaled documents are re-derived from the store (`chunks_of`); if the chunk counts
-        still differ, every document is. Returns the number of documents re-indexed."""
+        Journaled documents (writes a crash interrupted) are first made whole in the store
+        (`repair`), then re-derived from it (`chunks_of`); if the chunk counts still differ,
+        every document is. Returns the number of documents re-indexed."""
         with self._lock:
             todo = {r[0] for r in self._db.execute("SELECT doc_id FROM pending")}
             for doc_id in todo:
+                if repair is not None:
+                    repair(doc_id)
                 self._rederive(doc_id, chunks_of(doc_id))
-            if self.count() == count:
+            if self.count() == count():
                 return len(todo)
             log.warning("keyword index out of step with the vector store: rebuilding it")
             stored = set(doc_ids())
@@ -176,9 +180,7 @@ class KeywordIndex:
             if not tokens:
                 continue
             n = min(k, len(index.ids))
-            docs, scores = index.bm25.retrieve(
-                [tokens], k=n, show_progress=False, n_threads=1
-            )
+            docs, scores = index.bm25.retrieve([tokens], k=n, show_progress=False, n_threads=1)
             hits.extend(
                 KeywordHit(index.ids[int(i)], float(s))
                 for i, s in zip(docs[0], scores[0], strict=True)
@@ -231,4 +233,3 @@ class _Transaction:
 
     def __exit__(self, kind: object, *rest: object) -> None:
         self.db.execute("ROLLBACK" if kind else "COMMIT")
-
