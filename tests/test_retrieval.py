@@ -53,7 +53,9 @@ def test_retriever_rejects_an_unknown_mode(e5: SentenceTransformerEmbedder, tmp_
 
 @pytest.fixture
 def e5_bot(settings: Settings, e5: SentenceTransformerEmbedder, scripted) -> Chatbot:  # type: ignore[no-untyped-def]
-    bot = Chatbot(settings.replace(chunk_size=300, chunk_overlap=0), embedder=e5, generator=scripted)
+    bot = Chatbot(
+        settings.replace(chunk_size=300, chunk_overlap=0), embedder=e5, generator=scripted
+    )
     bot.ingest([SAMPLE_CORPUS])
     return bot
 
@@ -71,9 +73,7 @@ def test_english_question_finds_the_french_passage_in_every_mode(e5_bot: Chatbot
     assert "Christopher Wray" in top[0].chunk.text
 
 
-def test_delete_and_replace_keep_the_keyword_index_in_step(
-    e5_bot: Chatbot, tmp_path: Path
-) -> None:
+def test_delete_and_replace_keep_the_keyword_index_in_step(e5_bot: Chatbot, tmp_path: Path) -> None:
     doc = tmp_path / "note.txt"
     doc.write_text("Le zèbre du zoo de Rabat s'appelle Zorro.", encoding="utf-8")
     e5_bot.ingest([doc])
@@ -113,7 +113,9 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_reranker_orders_candidates_by_its_scores(e5_bot: Chatbot, tiny_cross_encoder: Path) -> None:
+def test_reranker_orders_candidates_by_its_scores(
+    e5_bot: Chatbot, tiny_cross_encoder: Path
+) -> None:
     reranker = CrossEncoderReranker(str(tiny_cross_encoder))
     query = "Who did Hammouchi meet?"
     candidates = Retriever(e5_bot.embedder, e5_bot.store, e5_bot.keyword).search(query, 10)
