@@ -6,6 +6,7 @@ a Chatbot loads nothing.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,9 +34,13 @@ def build_store(settings: Settings, embedder: Embedder) -> ChromaStore:
 
 
 def keyword_index_path(settings: Settings, store: DocumentStore | None = None) -> Path:
-    """Where the keyword index of a store lives: beside Chroma's files, in its directory."""
-    root = getattr(store, "path", None) or settings.store_path
+    """Where the keyword index of a store lives: beside Chroma's files, in the store directory;
+    for a Chroma server, on this machine, in <data_dir>/keywords/<host>_<port>/."""
+    root = str(getattr(store, "path", None) or settings.store_path)
     collection = getattr(store, "collection", None) or settings.collection
+    if root.startswith(("http://", "https://")):
+        server = re.sub(r"[^\w.-]+", "_", root.split("://", 1)[1]).strip("_")
+        return Path(settings.data_dir) / "keywords" / server / f"{collection}.sqlite"
     return Path(root) / "keywords" / f"{collection}.sqlite"
 
 

@@ -34,22 +34,17 @@ HNSW = {"space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neighb
 
 
 class ChromaStore:
-    """Chunks and their vectors in a Chroma collection on disk."""
+    """Chunks and their vectors in a Chroma collection: a directory on disk (embedded Chroma) or
+    a Chroma server (`http://host:port`, as started by `chroma run`)."""
 
     def __init__(self, path: str | Path, embedder_name: str, dim: int, collection: str = "ragchat"):
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
         self.path = str(path)
         self.collection = collection
         self.embedder_name = embedder_name
         self.dim = dim
+        where = "server" if is_server(self.path) else "store"
         try:
-            Path(self.path).mkdir(parents=True, exist_ok=True)
-            self._client = chromadb.PersistentClient(
-                path=self.path,
-                settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False),
-            )
+            self._client = _client(self.path)
             self._col = self._client.get_or_create_collection(
                 name=collection,
                 embedding_function=None,
@@ -61,9 +56,15 @@ class ChromaStore:
                 },
             )
         except Exception as e:  # chromadb raises many kinds; all mean "cannot open"
+            hint = (
+                "Check that the server is running (`chroma run --path DIR --port PORT`) and "
+                "reachable"
+                if where == "server"
+                else "Check the path and its permissions"
+            )
             raise StoreError(
-                f"Cannot open the Chroma store at {self.path} ({e}). Check the path and its "
-                "permissions, or choose another with --store / RAGCHAT_STORE."
+                f"Cannot open the Chroma {where} at {self.path} ({e}). {hint}, or choose another "
+                "with --store / RAGCHAT_STORE."
             ) from e
         self._check_embedder()
         self._max_batch = self._client.get_max_batch_size()
@@ -206,6 +207,31 @@ class ChromaStore:
             for cid, text, meta in zip(got["ids"], got["documents"] or [], got["metadatas"] or [])
         ]
         return sorted(chunks, key=lambda c: c.start)
+
+
+def is_server(location: str) -> bool:
+    """Whether a store location names a Chroma server rather than a directory."""
+    return location.startswith(("http://", "https://"))
+
+
+def _client(location: str) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if is_server(location):
+        from urllib.parse import urlsplit
+
+        url = urlsplit(location)
+        ssl = url.scheme == "https"
+        return chromadb.HttpClient(
+            host=url.hostname or "localhost",
+            port=url.port or (443 if ssl else 8000),
+            ssl=ssl,
+            settings=settings,
+        )
+    Path(location).mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=location, settings=settings)
 
 
 def _chunk_metadata(chunk: Chunk) -> dict[str, Any]:
