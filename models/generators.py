@@ -117,3 +117,96 @@ class LlamaCppGenerator:
                 "prompt_tokens": max(0, llm.n_tokens - completion),
                 "completion_tokens": completion,
             }
+
+
+class OpenAIGenerator:
+    """Any OpenAI-compatible chat endpoint (llama.cpp's server, vLLM, Ollama) behind the
+    Generator protocol, streamed with server-sent events. `base_url` ends in /v1."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str = "",
+        api_key: str = "",
+        seed: int = 0,
+        timeout: float = 600.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.name = f"openai:{self.base_url}" + (f"#{model}" if model else "")
+        self.seed = seed
+        self.timeout = timeout
+        self.last_usage: dict[str, int] = {}
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def count_tokens(self, text: str) -> int:
+        """An estimate (about 4 characters per token): the server's tokenizer is not at hand."""
+        return max(1, len(text) // 4)
+
+    def stream(
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+    ) -> Iterator[str]:
+        import json
+
+        import httpx
+
+        body: dict[str, Any] = {
+            "messages": list(messages),
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "seed": self.seed,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if self.model:
+            body["model"] = self.model
+        if stop:
+            body["stop"] = list(stop)
+        url = f"{self.base_url}/chat/completions"
+        completion = 0
+        usage: dict[str, int] = {}
+        try:
+            with httpx.stream(
+                "POST", url, json=body, headers=self._headers, timeout=self.timeout
+            ) as response:
+                if response.status_code != 200:
+                    detail = response.read().decode("utf-8", "replace")[:300]
+                    raise GenerationError(
+                        f"The model server at {url} answered HTTP {response.status_code}: "
+                        f"{detail}. Check --llm and the API key (RAGCHAT_LLM_API_KEY)."
+                    )
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    event = json.loads(data)
+                    usage = event.get("usage") or usage
+                    for choice in event.get("choices") or []:
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            completion += 1
+                            yield text
+        except httpx.HTTPError as e:
+            raise GenerationError(
+                f"Cannot reach the model server at {url} ({e}). Start it, or check --llm."
+            ) from e
+        if usage:
+            self.last_usage = {
+                "prompt_tokens": int(usage.get("prompt_tokens", 0)),
+                "completion_tokens": int(usage.get("completion_tokens", completion)),
+            }
+        else:  # a server that reports no usage when streaming (llama-cpp-python's)
+            prompt = sum(self.count_tokens(m.get("content", "")) for m in messages)
+            self.last_usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "estimated": 1,
+            }

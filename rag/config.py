@@ -39,8 +39,11 @@ class Settings:
     retrieval: str = "hybrid"
     # cross-encoder that re-orders the retrieved passages: a local folder or hub id; "" = off
     reranker: str = ""
-    # GGUF model: a packaged name, a path to a .gguf file, or "hf:REPO/FILE.gguf"
+    # answer model: a packaged name, a path to a .gguf file, "hf:REPO/FILE.gguf", or
+    # "openai:http://host:port/v1[#model]" for an OpenAI-compatible server
     llm: str = "qwen2.5-coder-1.5b-instruct"
+    # API key for an "openai:URL" model server (never written to evaluation reports)
+    llm_api_key: str = field(default="", repr=False)
     # passages retrieved and shown to the model
     top_k: int = 5
     # chunk length and overlap between neighbouring chunks, in characters

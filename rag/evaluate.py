@@ -421,7 +421,7 @@ def _run_info(
         "retrieval_only": retrieval_only,
         "complete": complete,
         "seconds": round(seconds, 1),
-        "settings": dataclasses.asdict(bot.settings),
+        "settings": {**dataclasses.asdict(bot.settings), "llm_api_key": "(not recorded)"},
         "fusion": dataclasses.asdict(bot.retriever.fusion),
         "models": models,
         "versions": _versions(),

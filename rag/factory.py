@@ -14,7 +14,7 @@ from rag.config import Settings
 
 if TYPE_CHECKING:
     from models.embedders import SentenceTransformerEmbedder
-    from models.generators import LlamaCppGenerator
+    from models.generators import LlamaCppGenerator, OpenAIGenerator
     from models.rerankers import CrossEncoderReranker
     from rag.protocols import DocumentStore, Embedder
     from vectorstore.chroma import ChromaStore
@@ -66,7 +66,14 @@ def build_reranker(settings: Settings) -> CrossEncoderReranker | None:
     return CrossEncoderReranker(settings.reranker)
 
 
-def build_generator(settings: Settings) -> LlamaCppGenerator:
+def build_generator(settings: Settings) -> LlamaCppGenerator | OpenAIGenerator:
+    """`openai:URL[#MODEL]` names an OpenAI-compatible server; anything else a GGUF model."""
+    if settings.llm.startswith("openai:"):
+        from models.generators import OpenAIGenerator
+
+        url, _, model = settings.llm[len("openai:") :].partition("#")
+        return OpenAIGenerator(url, model=model, api_key=settings.llm_api_key, seed=settings.seed)
+
     from models.generators import LlamaCppGenerator
     from models.weights import resolve_gguf
 
