@@ -1,12 +1,12 @@
 """Query -> ranked Hits: dense (embedder + vector store), keyword (BM25), their fusion, reranking.
 
 Hybrid search fuses the two rankings by weighted reciprocal rank (RRF): a chunk scores
-`1 / (RRF_K + dense rank) + w / (RRF_K + keyword rank)`, where the keyword weight `w` depends on
-whether the chunk is in the question's language. Keyword search is strong within one language
-and blind across languages (an English question shares few words with a Spanish passage), so
-its votes count fully when the languages match and little when they do not; the multilingual
-embedder carries cross-language questions. The weights were tuned on the `*_mini` questions of
-the evaluation sets only (`bench/tune_fusion.py`, figures in docs/results.md).
+`1 / (rrf_k + dense rank) + w / (rrf_k + keyword rank)`, where the keyword weight `w` depends on
+whether the chunk is in the question's language. Keyword search helps within one language and
+is blind across languages (an English question shares few words with a Spanish passage), so
+its votes count when the languages match and not when they differ; the multilingual embedder
+carries cross-language questions. The weights were tuned on the `*_mini` questions of the
+evaluation sets only (`bench/tune_fusion.py`; figures in docs/results.md).
 """
 
 from __future__ import annotations
@@ -25,10 +25,17 @@ MODES = ("hybrid", "dense", "keyword")
 
 @dataclass(frozen=True, slots=True)
 class Fusion:
-    """Weighted reciprocal-rank fusion parameters (see the module docstring)."""
+    """How the dense and keyword rankings are combined (see the module docstring).
 
+    "rrf": score = 1 / (rrf_k + dense rank) + w / (rrf_k + keyword rank);
+    "convex": score = dense score + w * keyword score, each min-max normalised over its list.
+    w is `same_language` for a chunk in the question's language, else `other_language`."""
+
+    # defaults: the best of 440 settings on the *_mini questions (bench/tune_fusion.py,
+    # bench/results/tune_fusion.json): never below the best single retriever on any set
+    method: str = "rrf"
     rrf_k: float = 60.0
-    same_language: float = 1.0  # keyword weight for a chunk in the question's language
+    same_language: float = 0.3  # keyword weight for a chunk in the question's language
     other_language: float = 0.0  # keyword weight for a chunk in another language
     depth: int = 50  # how deep each ranking is read
 
@@ -100,18 +107,34 @@ class Retriever:
 def fuse(
     dense: Sequence[Hit], keyword: Sequence[Hit], query_lang: str, k: int, fusion: Fusion
 ) -> list[Hit]:
-    """Weighted reciprocal-rank fusion of two rankings (each best first); score = fused score."""
+    """Fuse two rankings (each best first) into the k best chunks; score = fused score."""
+    dense, keyword = dense[: fusion.depth], keyword[: fusion.depth]
+    if fusion.method == "convex":
+        dense_part, keyword_part = _normalised(dense), _normalised(keyword)
+    else:
+        dense_part = [1.0 / (fusion.rrf_k + r) for r in range(1, len(dense) + 1)]
+        keyword_part = [1.0 / (fusion.rrf_k + r) for r in range(1, len(keyword) + 1)]
     scores: dict[str, float] = {}
     chunks: dict[str, Chunk] = {}
-    for rank, hit in enumerate(dense[: fusion.depth], 1):
+    for hit, part in zip(dense, dense_part, strict=True):
         chunks[hit.chunk.id] = hit.chunk
-        scores[hit.chunk.id] = 1.0 / (fusion.rrf_k + rank)
-    for rank, hit in enumerate(keyword[: fusion.depth], 1):
+        scores[hit.chunk.id] = part
+    for hit, part in zip(keyword, keyword_part, strict=True):
         same = hit.chunk.metadata.get("lang", query_lang) == query_lang
         weight = fusion.same_language if same else fusion.other_language
         if weight <= 0:
             continue
         chunks.setdefault(hit.chunk.id, hit.chunk)
-        scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + weight / (fusion.rrf_k + rank)
+        scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + weight * part
     best = sorted(scores, key=lambda cid: -scores[cid])[:k]
     return [Hit(chunk=chunks[cid], score=scores[cid], rank=r) for r, cid in enumerate(best, 1)]
+
+
+def _normalised(hits: Sequence[Hit]) -> list[float]:
+    """Scores mapped to [0, 1] over the list (min-max); all 1.0 when they are equal."""
+    if not hits:
+        return []
+    low, high = min(h.score for h in hits), max(h.score for h in hits)
+    if high - low < 1e-12:
+        return [1.0] * len(hits)
+    return [(h.score - low) / (high - low) for h in hits]
