@@ -23,7 +23,7 @@ def hits(*specs: tuple[str, str]) -> list[Hit]:
 def test_fusion_adds_keyword_votes_in_the_question_language() -> None:
     dense = hits(("a", "fr"), ("b", "fr"), ("c", "fr"))
     keyword = hits(("b", "fr"), ("d", "fr"), ("e", "fr"))
-    fused = fuse(dense, keyword, "fr", 3, Fusion(rrf_k=60))
+    fused = fuse(dense, keyword, "fr", 3, Fusion(rrf_k=60, same_language=1.0))
     # b: 1/62 + 1/61 > a: 1/61 > d: 1/62 > c: 1/63
     assert [h.chunk.id for h in fused] == ["b", "a", "d"]
     assert [h.rank for h in fused] == [1, 2, 3]
@@ -138,3 +138,11 @@ def test_reranker_is_chosen_by_settings(settings: Settings, tiny_cross_encoder: 
     missing = CrossEncoderReranker(str(settings.data_dir) + "/no-such-reranker")
     with pytest.raises(ModelNotFound, match="RAGCHAT_RERANKER"):
         missing.scores("q", ["t"])
+
+
+def test_convex_fusion_adds_min_max_normalised_scores() -> None:
+    dense = [Hit(h.chunk, s, h.rank) for h, s in zip(hits(("a", "fr"), ("b", "fr")), (0.9, 0.5))]
+    keyword = [Hit(h.chunk, s, h.rank) for h, s in zip(hits(("b", "fr"), ("c", "fr")), (12, 2))]
+    fused = fuse(dense, keyword, "fr", 3, Fusion(method="convex", same_language=0.5))
+    assert [h.chunk.id for h in fused] == ["a", "b", "c"]  # a: 1, b: 0 + 0.5, c: 0
+    assert [round(h.score, 6) for h in fused] == [1.0, 0.5, 0.0]
