@@ -73,6 +73,9 @@ class KeywordMatch(Protocol):
     @property
     def score(self) -> float: ...
 
+    @property
+    def lang(self) -> str: ...
+
 
 @runtime_checkable
 class KeywordSearch(Protocol):

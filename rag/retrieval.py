@@ -21,6 +21,7 @@ from rag.protocols import ChunkLookup, Embedder, KeywordSearch, Reranker, Vector
 from rag.types import Chunk, Hit
 
 MODES = ("hybrid", "dense", "keyword")
+_BARE = "_bare"  # metadata flag of a keyword candidate whose text is not fetched yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +81,14 @@ class Retriever:
             hits = self.keyword_hits(query, depth)
         else:
             n = max(depth, self.fusion.depth)
-            hits = fuse(
-                self.dense(query, n),
-                self.keyword_hits(query, n),
-                detect_language(query),
-                depth,
-                self.fusion,
+            hits = self._fetch(
+                fuse(
+                    self.dense(query, n),
+                    self._keyword_candidates(query, n),
+                    detect_language(query),
+                    depth,
+                    self.fusion,
+                )
             )
         if self.reranker:
             hits = self.reranker.rerank(query, hits, k)
@@ -95,13 +98,32 @@ class Retriever:
         return self.store.search(self.embedder.embed_query(query), k)
 
     def keyword_hits(self, query: str, k: int) -> list[Hit]:
+        return self._fetch(self._keyword_candidates(query, k))
+
+    def _keyword_candidates(self, query: str, k: int) -> list[Hit]:
+        """Keyword hits whose chunks hold only id and language: the text is fetched from the
+        store only for the few that survive fusion (`_fetch`)."""
         assert self.keyword is not None
-        found = self.keyword.search(query, k)
-        chunks = {c.id: c for c in self.store.fetch([h.chunk_id for h in found])}
         return [
-            Hit(chunk=chunks[h.chunk_id], score=h.score, rank=rank)
-            for rank, h in enumerate((h for h in found if h.chunk_id in chunks), 1)
+            Hit(
+                chunk=Chunk(h.chunk_id, "", "", 0, 0, {"lang": h.lang, _BARE: True}),
+                score=h.score,
+                rank=r,
+            )
+            for r, h in enumerate(self.keyword.search(query, k), 1)
         ]
+
+    def _fetch(self, hits: list[Hit]) -> list[Hit]:
+        """Hits with their chunks read from the store where they are bare; ranks renumbered
+        (a chunk deleted meanwhile is dropped)."""
+        bare = [h.chunk.id for h in hits if h.chunk.metadata.get(_BARE)]
+        chunks = {c.id: c for c in self.store.fetch(bare)} if bare else {}
+        full = [
+            h if not h.chunk.metadata.get(_BARE) else Hit(chunks[h.chunk.id], h.score, h.rank)
+            for h in hits
+            if not h.chunk.metadata.get(_BARE) or h.chunk.id in chunks
+        ]
+        return [Hit(h.chunk, h.score, r) for r, h in enumerate(full, 1)]
 
 
 def fuse(

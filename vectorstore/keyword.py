@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS pending (doc_id TEXT PRIMARY KEY);
 class KeywordHit:
     chunk_id: str
     score: float
+    lang: str  # the language of the chunk's document
 
 
 @dataclass
@@ -182,7 +183,7 @@ class KeywordIndex:
             n = min(k, len(index.ids))
             docs, scores = index.bm25.retrieve([tokens], k=n, show_progress=False, n_threads=1)
             hits.extend(
-                KeywordHit(index.ids[int(i)], float(s))
+                KeywordHit(index.ids[int(i)], float(s), lang)
                 for i, s in zip(docs[0], scores[0], strict=True)
                 if s > 0
             )
