@@ -2,15 +2,23 @@
 
 Formats: .txt, .md, .html/.htm, .pdf (pypdf, page offsets kept), .docx (python-docx), and .jsonl
 document collections (one `{"id", "title", "text", ...}` object per line). A file that cannot be
-read raises UnsupportedDocument with the reason; it never yields a partial document. This module
-does not chunk, embed or store anything.
+read raises UnsupportedDocument with a one-line reason that says what to do; it never yields a
+partial document, and no input makes a loader raise anything else (tests/test_loaders_fuzz.py).
+Third-party parsers (pypdf, python-docx, BeautifulSoup) are wrapped: whatever they raise on a
+damaged file becomes UnsupportedDocument. A .docx is checked before python-docx opens it, so a zip
+bomb is refused with bounded memory. This module does not chunk, embed or store anything.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
 import os
+import re
+import stat
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -24,35 +32,86 @@ HTML_SUFFIXES = {".html", ".htm"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx", ".jsonl"}
 
 
-def decode_text(data: bytes, path: str) -> str:
-    """Bytes to str: UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252/Latin-1."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+# A .docx is a zip: refuse it before python-docx reads it (python-docx holds every part in memory)
+# when its parts would expand past this, or one large part expands suspiciously much.
+MAX_DOCX_UNCOMPRESSED = 256 * 1024 * 1024
+MAX_DOCX_RATIO = 100  # uncompressed / compressed, for parts over 1 MiB; real documents: 2-20
+MAX_DOCX_PARTS = 10_000
+_BINARY = "binary data, not a text file: convert it to text, or leave it out"
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def display_path(path: str | Path) -> str:
+    """A path as printable text: bytes of a name that are not UTF-8 become U+FFFD."""
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        if b"\x00" in data:
-            raise UnsupportedDocument(path, "binary data, not a text file") from None
+        return os.fsencode(path).decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate given from Python, not read from the disk
+        return _clean(str(path))
+
+
+def one_line(text: object, limit: int = 200) -> str:
+    """An exception's text folded onto one line, shortened to `limit` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _clean(text: str) -> str:
+    """Drop what no later stage can store: lone surrogates (from JSON escapes) and NULs."""
+    return _SURROGATES.sub("\ufffd", text).replace("\x00", "")
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """UTF-16 text written without a byte-order mark: NULs on every other byte."""
+    sample = data[:4096]
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    half = len(sample) // 2
+    if odd > 0.3 * half and even < 0.05 * half:
+        return data.decode("utf-16-le", "replace")
+    if even > 0.3 * half and odd < 0.05 * half:
+        return data.decode("utf-16-be", "replace")
+    return None
+
+
+def decode_text(data: bytes, path: str) -> str:
+    """Bytes to str: UTF-8 (with or without BOM), UTF-16 (with or without BOM), else
+    Windows-1252/Latin-1. Binary data raises UnsupportedDocument."""
+    utf16 = None if data.startswith(b"\xef\xbb\xbf") else _utf16_without_bom(data)
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = data.decode("utf-16", "replace")  # a damaged last byte costs one character
+    elif utf16 is not None:
+        text = utf16
+    else:
         try:
-            text = data.decode("cp1252")
+            text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            text = data.decode("latin-1")
-    controls = sum(1 for c in text[:4096] if ord(c) < 32 and c not in "\t\n\r\f")
-    if controls > max(8, len(text[:4096]) // 20):
-        raise UnsupportedDocument(path, "binary data, not a text file")
-    return text
+            if b"\x00" in data:
+                raise UnsupportedDocument(path, _BINARY) from None
+            try:
+                text = data.decode("cp1252")
+            except UnicodeDecodeError:
+                text = data.decode("latin-1")
+    head = text[:4096]
+    controls = sum(1 for c in head if ord(c) < 32 and c not in "\t\n\r\f")
+    if controls > max(8, len(head) // 20) or head.count("\ufffd") > max(8, len(head) // 10):
+        raise UnsupportedDocument(path, _BINARY)
+    return _clean(text)
 
 
-def _require_text(text: str, path: str, why: str = "empty file, nothing to ingest") -> str:
+def _require_text(
+    text: str, path: str, why: str = "empty file, nothing to ingest: add text to it or leave it out"
+) -> str:
     if not text.strip():
         raise UnsupportedDocument(path, why)
     return text
 
 
 def _file_doc(path: Path, text: str, **metadata: object) -> Document:
-    resolved = str(path.resolve())
+    resolved = display_path(path.resolve())
     meta = {"title": path.stem, "source": resolved, **{k: v for k, v in metadata.items() if v}}
-    return Document(id=resolved, source=resolved, text=text, metadata=meta)
+    meta["title"] = _clean(str(meta["title"]))
+    return Document(id=resolved, source=resolved, text=_clean(text), metadata=meta)
 
 
 def load_text(path: Path) -> list[Document]:
@@ -68,97 +127,182 @@ def load_text(path: Path) -> list[Document]:
 def load_html(path: Path) -> list[Document]:
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(decode_text(path.read_bytes(), str(path)), "html.parser")
-    title = soup.title.get_text(strip=True) if soup.title else None
-    for tag in soup(["script", "style", "noscript", "template", "head"]):
-        tag.decompose()
-    body = soup.body or soup
-    lines = (ln.strip() for ln in body.get_text("\n").splitlines())
+    markup = decode_text(path.read_bytes(), str(path))
+    try:
+        soup = BeautifulSoup(markup, "html.parser")
+        title = soup.title.get_text(strip=True) if soup.title else None
+        for tag in soup(["script", "style", "noscript", "template", "head"]):
+            tag.decompose()
+        body = soup.body or soup
+        lines = (ln.strip() for ln in body.get_text("\n").splitlines())
+    except Exception as e:  # html.parser is lenient; anything it still raises is a bad file
+        raise UnsupportedDocument(str(path), f"not readable HTML ({one_line(e)})") from e
     text = _require_text("\n".join(ln for ln in lines if ln), str(path))
     return [_file_doc(path, text, title=title or path.stem)]
 
 
 def load_pdf(path: Path) -> list[Document]:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     try:
         reader = PdfReader(str(path))
         if reader.is_encrypted and not reader.decrypt(""):
-            raise UnsupportedDocument(path.as_posix(), "encrypted PDF: decrypt it first")
+            raise UnsupportedDocument(
+                str(path), "encrypted PDF: save a copy without a password, then add that"
+            )
         parts: list[str] = []
         page_starts: list[int] = []
         offset = 0
         for page in reader.pages:
-            page_text = (page.extract_text() or "").strip()
+            page_text = _clean(page.extract_text() or "").strip()
             page_starts.append(offset)
             parts.append(page_text)
             offset += len(page_text) + 2
         title = (reader.metadata.title if reader.metadata else None) or path.stem
     except UnsupportedDocument:
         raise
-    except (PdfReadError, ValueError, KeyError, OSError, TypeError, AttributeError) as e:
-        raise UnsupportedDocument(str(path), f"not a readable PDF ({e})") from e
+    except OSError:
+        raise  # unreadable file: load_file says why
+    except Exception as e:  # pypdf raises many kinds of error on damaged files
+        raise UnsupportedDocument(
+            str(path),
+            f"truncated or corrupt PDF ({one_line(e) or type(e).__name__}): "
+            "export or download it again",
+        ) from e
     text = "\n\n".join(parts)
-    _require_text(text, str(path), "PDF has no extractable text (scanned? run OCR first)")
+    _require_text(text, str(path), "PDF has no extractable text (scanned? run OCR on it first)")
     return [_file_doc(path, text, title=str(title), page_starts=page_starts)]
 
 
+def check_docx_zip(path: Path) -> None:
+    """Refuse a .docx that is not a zip, is damaged, or would expand too much (a zip bomb),
+    reading at most 1 MiB at a time; only then may python-docx read it whole."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            if len(infos) > MAX_DOCX_PARTS:
+                raise UnsupportedDocument(
+                    str(path), f"not a document: a zip of {len(infos)} files; leave it out"
+                )
+            total = 0
+            for info in infos:
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    raise UnsupportedDocument(
+                        str(path), "not a .docx: its zip uses a compression Word never writes"
+                    )
+                total += info.file_size
+                ratio = info.file_size / max(info.compress_size, 1)
+                if total > MAX_DOCX_UNCOMPRESSED or (
+                    info.file_size > 1 << 20 and ratio > MAX_DOCX_RATIO
+                ):
+                    raise UnsupportedDocument(
+                        str(path),
+                        f"refused as a zip bomb: {info.filename} expands {ratio:.0f} times, "
+                        f"to {info.file_size // (1 << 20)} MiB; leave it out",
+                    )
+            for info in infos:  # zipfile never yields more than the declared size
+                with zf.open(info) as part:
+                    while part.read(1 << 20):
+                        pass
+    except UnsupportedDocument:
+        raise
+    except OSError:
+        raise
+    except zipfile.BadZipFile as e:
+        reason = "not a .docx (not a zip archive)" if "not a zip" in str(e) else "damaged .docx"
+        raise UnsupportedDocument(
+            str(path), f"{reason}: save it again as .docx from your word processor"
+        ) from e
+    except Exception as e:  # zlib.error, EOFError, NotImplementedError, ... from a damaged zip
+        raise UnsupportedDocument(
+            str(path), f"damaged .docx ({one_line(e)}): save it again from your word processor"
+        ) from e
+
+
 def load_docx(path: Path) -> list[Document]:
+    check_docx_zip(path)
     import docx
-    from docx.opc.exceptions import PackageNotFoundError
 
     try:
         d = docx.Document(str(path))
-    except (PackageNotFoundError, KeyError, ValueError, OSError) as e:
-        raise UnsupportedDocument(str(path), f"not a readable .docx ({e})") from e
-    except Exception as e:  # zipfile.BadZipFile and lxml errors
-        raise UnsupportedDocument(str(path), f"not a readable .docx ({e})") from e
-    blocks = [p.text for p in d.paragraphs if p.text.strip()]
-    for table in d.tables:
-        for row in table.rows:
-            cells = [c.text.strip() for c in row.cells if c.text.strip()]
-            if cells:
-                blocks.append(" | ".join(cells))
+        blocks = [p.text for p in d.paragraphs if p.text.strip()]
+        for table in d.tables:
+            for row in table.rows:
+                cells = [c.text.strip() for c in row.cells if c.text.strip()]
+                if cells:
+                    blocks.append(" | ".join(cells))
+        title = d.core_properties.title
+    except OSError:
+        raise
+    except Exception as e:  # python-docx and lxml errors on a zip that is not a Word document
+        raise UnsupportedDocument(
+            str(path),
+            f"not a readable .docx ({one_line(e) or type(e).__name__}): "
+            "save it again from your word processor",
+        ) from e
     text = _require_text("\n\n".join(blocks), str(path))
-    return [_file_doc(path, text, title=d.core_properties.title or path.stem)]
+    return [_file_doc(path, text, title=title or path.stem)]
+
+
+def _jsonl_record(line: str) -> tuple[dict[str, object] | None, str]:
+    """One line parsed: (record, "") or (None, why the line is refused)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        return None, f"malformed JSON ({e.msg} at column {e.colno})"
+    except RecursionError:
+        return None, "malformed JSON (nested too deeply)"
+    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        return None, 'no "text" string in the object'
+    if not record["text"].strip():
+        return None, 'the "text" field is empty'
+    return record, ""
+
+
+def _storable(value: object) -> bool:
+    """A metadata value the store accepts: a string, a bool, a 64-bit int or a finite float."""
+    if isinstance(value, bool | str):
+        return True
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def load_jsonl(path: Path, problems: list[Skipped] | None = None) -> list[Document]:
-    """One Document per line; a malformed line is reported in `problems` and the rest kept."""
+    """One Document per line; a malformed line is reported in `problems` (as `path:line`, with
+    the line number in the reason too) and the other lines kept."""
     problems = problems if problems is not None else []
-    source = str(path.resolve())
+    source = display_path(path.resolve())
     docs: list[Document] = []
     seen: set[str] = set()
     text = decode_text(path.read_bytes(), str(path))
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        where = f"{path}:{lineno}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            problems.append(Skipped(where, f"malformed JSON line ({e.msg})"))
+        where = f"{display_path(path)}:{lineno}"
+        record, why = _jsonl_record(line)
+        if record is None:
+            problems.append(Skipped(where, f"line {lineno} skipped: {why}; fix or remove it"))
             continue
-        if not isinstance(record, dict) or not str(record.get("text") or "").strip():
-            problems.append(Skipped(where, 'line has no "text" field'))
-            continue
-        doc_id = str(record.get("id") or f"{path.name}:{lineno}")
+        doc_id = _clean(str(record.get("id") or f"{path.name}:{lineno}"))
         if doc_id in seen:
-            problems.append(Skipped(where, f"duplicate id {doc_id!r}, line ignored"))
+            problems.append(Skipped(where, f"line {lineno} skipped: duplicate id {doc_id!r}"))
             continue
         seen.add(doc_id)
         meta: dict[str, object] = {
-            k: v
+            k: _clean(v) if isinstance(v, str) else v
             for k, v in record.items()
-            if k not in {"id", "text"} and isinstance(v, (str, int, float, bool))
+            if k not in {"id", "text"} and _storable(v)
         }
-        meta["title"] = str(record.get("title") or doc_id)
+        meta["title"] = _clean(str(record.get("title") or doc_id))
         meta["source"] = doc_source = f"{source}#{doc_id}"
-        docs.append(Document(id=doc_id, source=doc_source, text=record["text"], metadata=meta))
+        body = _clean(str(record["text"]))
+        docs.append(Document(id=doc_id, source=doc_source, text=body, metadata=meta))
     if not docs:
-        reason = "no valid lines" if problems else "empty file, nothing to ingest"
-        raise UnsupportedDocument(str(path), reason)
+        reason = "no valid lines (see the lines above)" if problems else None
+        raise UnsupportedDocument(
+            str(path), reason or "empty file, nothing to ingest: add lines or leave it out"
+        )
     return docs
 
 
@@ -174,45 +318,85 @@ LOADERS: dict[str, Callable[[Path], list[Document]]] = {
 def load_file(path: str | Path, problems: list[Skipped] | None = None) -> list[Document]:
     """Read one file into Documents, or raise UnsupportedDocument saying why."""
     p = Path(path)
+    shown = display_path(p)
     suffix = p.suffix.lower()
     if suffix not in LOADERS:
         supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
         raise UnsupportedDocument(
-            str(p), f"unsupported file type {suffix or '(none)'}; supported: {supported}"
+            shown, f"unsupported file type {suffix or '(none)'}; supported: {supported}"
         )
+    kind = _classify(p)
+    if kind != "file":  # a pipe would block the read; a folder or a loop cannot be read
+        raise UnsupportedDocument(shown, "a folder, not a file" if kind == "dir" else kind)
     try:
         if suffix == ".jsonl":
             return load_jsonl(p, problems)
         return LOADERS[suffix](p)
-    except UnsupportedDocument:
-        raise
+    except UnsupportedDocument as e:
+        if e.path == shown:
+            raise
+        raise UnsupportedDocument(shown, e.reason) from e
     except PermissionError as e:
-        raise UnsupportedDocument(str(p), "permission denied: cannot read the file") from e
+        raise UnsupportedDocument(
+            shown, "permission denied: make the file readable (chmod u+r) or leave it out"
+        ) from e
     except OSError as e:
-        raise UnsupportedDocument(str(p), f"cannot read the file ({e.strerror or e})") from e
+        raise UnsupportedDocument(shown, _os_reason(e)) from e
+
+
+def _os_reason(e: OSError) -> str:
+    if e.errno == errno.ELOOP:
+        return "symbolic link loop: fix or remove the link"
+    if e.errno in (errno.ENOENT, errno.ENOTDIR):
+        return "no such file or folder: check the path"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied: make it readable or leave it out"
+    return f"cannot read it ({one_line(e.strerror or e)})"
+
+
+def _classify(p: Path) -> str:
+    """Return "file", "dir", or why `p` cannot be read as either."""
+    try:
+        mode = os.stat(p).st_mode
+    except OSError as e:
+        if e.errno == errno.ENOENT and os.path.islink(p):
+            return "broken symbolic link: its target does not exist"
+        return _os_reason(e)
+    except ValueError:  # a NUL in the path
+        return "no such file or folder: check the path"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "not a regular file (a device, pipe or socket): leave it out"
 
 
 def find_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Skipped]]:
-    """Expand files and folders (recursively, hidden entries skipped) into supported files."""
+    """Expand files and folders (recursively, hidden entries skipped) into supported files;
+    each path that cannot be read is reported in the second list with the reason."""
     files: list[Path] = []
     skipped: list[Skipped] = []
     for raw in paths:
-        p = Path(raw).expanduser()
-        if p.is_dir():
+        try:
+            p = Path(os.path.expanduser(raw))  # an unknown ~user stays as written
+        except ValueError:  # a NUL in the path
+            skipped.append(Skipped(display_path(str(raw)), "no such file or folder: check it"))
+            continue
+        kind = _classify(p)
+        if kind == "dir":
             files.extend(_walk(p, skipped))
-        elif p.is_file():
+        elif kind == "file":
             files.append(p)
-        elif p.is_symlink():
-            skipped.append(Skipped(str(p), "broken symbolic link"))
         else:
-            skipped.append(Skipped(str(p), "no such file or folder"))
+            skipped.append(Skipped(display_path(p), kind))
     unique = list(dict.fromkeys(f.resolve() for f in files))
     return unique, skipped
 
 
 def _walk(root: Path, skipped: list[Skipped]) -> Iterator[Path]:
     def onerror(e: OSError) -> None:
-        skipped.append(Skipped(str(e.filename), f"cannot list folder ({e.strerror})"))
+        where = display_path(e.filename or root)
+        skipped.append(Skipped(where, f"cannot list folder: {_os_reason(e)}"))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -222,7 +406,8 @@ def _walk(root: Path, skipped: list[Skipped]) -> Iterator[Path]:
             path = Path(dirpath) / name
             if path.suffix.lower() not in SUPPORTED_SUFFIXES:
                 continue
-            if path.is_file():
+            kind = _classify(path)
+            if kind == "file":
                 yield path
-            else:
-                skipped.append(Skipped(str(path), "broken symbolic link or not a regular file"))
+            elif kind != "dir":  # a link to a folder inside the walk is not followed
+                skipped.append(Skipped(display_path(path), kind))

@@ -96,7 +96,7 @@ def test_docx_paragraphs_and_tables(tmp_path: Path) -> None:
     assert got.title == "Visit"
     assert "Hammouchi met Christopher Wray." in got.text and "FBI | Wray" in got.text
     (tmp_path / "fake.docx").write_text("not a zip")
-    with pytest.raises(UnsupportedDocument, match="not a readable .docx"):
+    with pytest.raises(UnsupportedDocument, match="not a zip archive"):
         load_file(tmp_path / "fake.docx")
 
 
@@ -146,6 +146,6 @@ def test_find_files_walks_folders_and_reports_missing(tmp_path: Path) -> None:
     files, skipped = find_files([tmp_path, tmp_path / "missing.txt"])
     assert sorted(f.name for f in files) == ["a.md", "b.txt"]
     assert sorted((Path(s.path).name, s.reason) for s in skipped) == [
-        ("dangling.txt", "broken symbolic link or not a regular file"),
-        ("missing.txt", "no such file or folder"),
+        ("dangling.txt", "broken symbolic link: its target does not exist"),
+        ("missing.txt", "no such file or folder: check the path"),
     ]

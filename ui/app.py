@@ -3,13 +3,22 @@
 A streaming chat whose answers are followed by their sources: one collapsible entry per `[n]`
 citation, titled with the document name and page, holding the passage with the cited part
 highlighted. Beside it, an upload box that ingests files with progress, and the documents in the
-store. Everything taken from documents is escaped before it is shown.
+store.
+
+Security (README, "Security"): everything taken from documents (passages, titles, file names,
+messages naming them) is escaped before it is shown, and Gradio sanitises the model's answers;
+uploads are checked (type, size) and copied under the data directory with generated names; the
+server binds to 127.0.0.1 and refuses any other address without a password; it serves no file but
+Gradio's own upload cache, which is kept in the data directory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
+import ipaddress
 import logging
+import os
 import re
 import shutil
 import threading
@@ -19,19 +28,25 @@ from typing import Any
 
 import gradio as gr
 
-from rag.errors import RagChatError
-from rag.loaders import SUPPORTED_SUFFIXES
+from rag.errors import ConfigError, RagChatError, UnsupportedDocument
+from rag.loaders import SUPPORTED_SUFFIXES, display_path
 from rag.pipeline import Chatbot
 from rag.types import Answer, Citation
 
 log = logging.getLogger(__name__)
 
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # per file; larger files: `ragchat ingest`
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~&])")
 
 
 def escape(text: str) -> str:
     """Text from a document, made inert for the chat's Markdown and HTML rendering."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
+
+
+def escape_html(text: str) -> str:
+    """Text for a place that renders HTML (Gradio's warnings) shown as written."""
+    return html.escape(text, quote=False)
 
 
 def source_message(citation: Citation) -> dict[str, Any]:
@@ -56,7 +71,7 @@ def documents_table(bot: Chatbot) -> list[list[Any]]:
     try:
         return [[d["title"], d["chunks"], d["doc_id"]] for d in bot.documents()]
     except RagChatError as e:
-        gr.Warning(str(e))
+        gr.Warning(escape_html(str(e)))
         return []
 
 
@@ -64,16 +79,52 @@ def upload_dir(bot: Chatbot) -> Path:
     return Path(bot.settings.data_dir) / "uploads"
 
 
-def save_upload(src: str, dest_dir: Path) -> Path:
-    """Copy an uploaded file into the data directory under a safe name of its own."""
-    name = re.sub(r"[^\w.\- ]", "_", Path(src).name).strip(" .") or "upload"
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / name
-    shutil.copyfile(src, dest)
+def save_upload(src: str, dest_dir: Path, max_bytes: int = MAX_UPLOAD_BYTES) -> Path:
+    """Copy an uploaded file into `dest_dir` (in the data directory) as `<key>/<name>`.
+
+    The key is generated (a hash of the name the browser sent, so uploading a file again replaces
+    it); the name keeps only letters, digits, `_ - . space` of the original, so no name can reach
+    outside `dest_dir`. Files of another type than the loaders read, or over `max_bytes`, are
+    refused with UnsupportedDocument."""
+    original = Path(src).name
+    suffix = Path(original).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        accepted = ", ".join(sorted(SUPPORTED_SUFFIXES))
+        raise UnsupportedDocument(display_path(original), f"not accepted: upload one of {accepted}")
+    size = os.path.getsize(src)
+    if size > max_bytes:
+        raise UnsupportedDocument(
+            display_path(original),
+            f"too large to upload ({size / 2**20:.0f} MiB, the limit is {max_bytes / 2**20:.0f} "
+            "MiB): add it with `ragchat ingest FILE` instead",
+        )
+    stem = re.sub(r"[^\w\- ]", "_", Path(original).stem).strip(" ._")[:80] or "upload"
+    key = hashlib.sha256(os.fsencode(original)).hexdigest()[:16]
+    root = dest_dir.resolve()
+    dest = root / key / f"{stem}{suffix}"
+    if not dest.resolve().is_relative_to(root):  # cannot happen with the names above
+        raise UnsupportedDocument(display_path(original), "refused: unsafe file name")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}.partial")
+    shutil.copyfile(src, partial)
+    os.replace(partial, dest)
     return dest
 
 
-def build_app(bot: Chatbot) -> gr.Blocks:
+def keep_gradio_files_in(data_dir: str | Path) -> Path:
+    """Make Gradio keep its upload cache, the only files it serves, in the data directory.
+
+    Gradio reads GRADIO_TEMP_DIR when a Blocks is built and when it is launched; it has no
+    parameter for it."""
+    cache = Path(data_dir).resolve() / "gradio"
+    cache.mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(cache)
+    return cache
+
+
+def build_app(bot: Chatbot, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> gr.Blocks:
+    keep_gradio_files_in(bot.settings.data_dir)
+
     def respond(message: str, history: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
         message = (message or "").strip()
         if not message:
@@ -94,8 +145,8 @@ def build_app(bot: Chatbot) -> gr.Blocks:
                     history[-1]["content"] += piece
                     yield history, ""
         except RagChatError as e:
-            history[-1]["content"] = str(e)
-            gr.Warning(str(e))
+            history[-1]["content"] = escape(str(e))
+            gr.Warning(escape_html(str(e)))
             yield history, ""
             return
         assert answer is not None
@@ -108,7 +159,13 @@ def build_app(bot: Chatbot) -> gr.Blocks:
             gr.Warning("Choose files to add first.")
             return documents_table(bot), None, ""
         progress(0, desc="Reading files")
-        saved = [save_upload(f, upload_dir(bot)) for f in files]
+        saved: list[Path] = []
+        refused: list[UnsupportedDocument] = []
+        for f in files:
+            try:
+                saved.append(save_upload(f, upload_dir(bot), max_upload_bytes))
+            except UnsupportedDocument as e:
+                refused.append(e)
 
         def report_progress(done: int, total: int, path: str) -> None:
             progress((done, total), desc=f"Ingesting {Path(path).name}")
@@ -116,15 +173,17 @@ def build_app(bot: Chatbot) -> gr.Blocks:
         try:
             report = bot.ingest(saved, progress=report_progress)
         except RagChatError as e:
-            gr.Warning(str(e))
+            gr.Warning(escape_html(str(e)))
             return documents_table(bot), None, ""
+        problems = [(e.path, e.reason) for e in refused]
+        problems += [(s.path, s.reason) for s in report.skipped]
         lines = [
             f"Added {report.documents} documents ({report.chunks} passages); "
             f"{report.unchanged} unchanged."
         ]
-        lines += [f"Skipped {Path(s.path).name}: {s.reason}" for s in report.skipped]
-        for s in report.skipped:
-            gr.Warning(f"Skipped {Path(s.path).name}: {s.reason}")
+        lines += [f"Skipped {Path(path).name}: {reason}" for path, reason in problems]
+        for line in lines[1:]:
+            gr.Warning(escape_html(line))
         return documents_table(bot), None, "\n\n".join(escape(line) for line in lines)
 
     def run_evaluation(
@@ -155,8 +214,8 @@ def build_app(bot: Chatbot) -> gr.Blocks:
                 run_info={"name": Path(path).name},
             )
         except RagChatError as e:
-            gr.Warning(str(e))
-            return str(e), ""
+            gr.Warning(escape_html(str(e)))
+            return escape(str(e)), ""
         report = (run_dir / "report.html").read_text(encoding="utf-8")
         frame = (
             f'<iframe title="evaluation report" srcdoc="{html.escape(report, quote=True)}" '
@@ -165,7 +224,7 @@ def build_app(bot: Chatbot) -> gr.Blocks:
         done = f"{len(result.rows)} questions evaluated; run saved in `{run_dir}`."
         return done, frame
 
-    with gr.Blocks(title="ragchat") as demo:
+    with gr.Blocks(title="ragchat", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             "## ragchat — ask your documents\nAnswers cite their passages as [1], [2]; "
             "open a source below an answer to read the passage."
@@ -178,6 +237,9 @@ def build_app(bot: Chatbot) -> gr.Blocks:
                         elem_id="chat",
                         height="75vh",
                         group_consecutive_messages=False,
+                        # the answer is Markdown from the model, which documents can steer:
+                        # Gradio strips scripts and event handlers from it (tests/test_security.py)
+                        sanitize_html=True,
                     )
                     with gr.Row():
                         box = gr.Textbox(
@@ -260,10 +322,63 @@ def warm_up(bot: Chatbot) -> None:
     threading.Thread(target=run, daemon=True, name="ragchat-warm-up").start()
 
 
-def launch(bot: Chatbot, host: str = "127.0.0.1", port: int = 7860, **kwargs: Any) -> None:
+def is_loopback(host: str) -> bool:
+    """Whether `host` is only reachable from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any address
+        return False
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """`USER:PASSWORD` (from --auth or RAGCHAT_AUTH) as Gradio's auth pair; None when unset."""
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user.strip() or not password:
+        raise ConfigError(
+            "--auth (or RAGCHAT_AUTH) must be USER:PASSWORD with both parts non-empty, "
+            "e.g. RAGCHAT_AUTH='alice:a long passphrase'."
+        )
+    return user.strip(), password
+
+
+def check_exposure(host: str, auth: tuple[str, str] | None) -> None:
+    """Refuse to serve the documents beyond this machine without a password."""
+    if auth is None and not is_loopback(host):
+        raise ConfigError(
+            f"Refusing to listen on {host} without a password: anyone who can reach this "
+            "machine could read your documents. Pass --auth USER:PASSWORD (or set RAGCHAT_AUTH), "
+            "or keep the default --host 127.0.0.1."
+        )
+
+
+def launch(
+    bot: Chatbot,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    auth: tuple[str, str] | None = None,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    **kwargs: Any,
+) -> gr.Blocks:
+    """Serve the chat; see check_exposure for when it refuses. Blocks unless the Gradio option
+    `prevent_thread_lock=True` is passed, then returns the app (close it with `.close()`)."""
+    check_exposure(host, auth)
     warm_up(bot)
-    demo = build_app(bot)
+    demo = build_app(bot, max_upload_bytes)
     demo.queue(default_concurrency_limit=4)
+    settings = bot.settings
     demo.launch(
-        server_name=host, server_port=port, share=False, show_error=True, allowed_paths=[], **kwargs
+        server_name=host,
+        server_port=port,
+        share=False,
+        show_error=True,
+        auth=auth,
+        allowed_paths=[],
+        blocked_paths=[settings.store_path, str(settings.models_dir), str(upload_dir(bot))],
+        max_file_size=max_upload_bytes,
+        **kwargs,
     )
+    return demo
