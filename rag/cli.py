@@ -417,6 +417,8 @@ def _print_comparison(run_a: str, run_b: str) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # pypdf logs damage it works around ("EOF marker not found"); the skip reason already says it
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     app()
 
 

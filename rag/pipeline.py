@@ -148,7 +148,7 @@ class Chatbot:
                 try:
                     docs = load_file(path, problems)
                 except UnsupportedDocument as e:
-                    log.warning("skipped %s", e)
+                    log.info("skipped %s", e)
                     skipped.append(Skipped(e.path, e.reason))
                     docs = []
                 skipped.extend(problems)
