@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from rag import Chatbot
 from rag.types import Chunk, Citation
@@ -102,8 +103,16 @@ def test_browser_evaluate_tab_runs_a_test_set(served: str, tmp_path: Path) -> No
     with browser_page() as page:
         page.goto(served)
         page.get_by_role("tab", name="Evaluate").click()
-        page.locator("#eval-file input[type=file]").set_input_files(str(questions))
-        page.get_by_text("questions.jsonl").first.wait_for(timeout=30_000)
+        # on a loaded machine the tab's upload input can take the file before Gradio has wired
+        # it (the POST succeeds, the name never shows): give it the file again, at most 3 times
+        for attempt in range(3):
+            page.locator("#eval-file input[type=file]").set_input_files(str(questions))
+            try:
+                page.get_by_text("questions.jsonl").first.wait_for(timeout=20_000)
+                break
+            except PlaywrightTimeout:
+                if attempt == 2:
+                    raise
         page.locator("#eval-limit input").fill("4")
         page.locator("#eval-retrieval-only input").check()
         page.locator("#eval-run").click()
