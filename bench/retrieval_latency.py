@@ -41,7 +41,7 @@ PER_DOC = 20
 def load(cache: Path) -> tuple[list[dict[str, Any]], np.ndarray, list[str]]:
     rows = [json.loads(line) for line in (cache / "corpus100k.jsonl").open(encoding="utf-8")]
     vectors = np.load(cache / "corpus100k.f32.npy", mmap_mode="r")
-    queries = [json.loads(line)["text"] for line in (cache / "queries1000.jsonl").open()]
+    queries = [json.loads(line)["question"] for line in (cache / "queries1000.jsonl").open()]
     return rows, vectors, queries
 
 
