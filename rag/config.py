@@ -59,6 +59,8 @@ class Settings:
     threads: int = 0
     # seed of the model's sampler
     seed: int = 0
+    # seconds an ingest or delete waits while another process writes to the same store
+    lock_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if self.retrieval not in ("hybrid", "dense", "keyword"):
@@ -80,6 +82,8 @@ class Settings:
             raise ConfigError("max_tokens must be >= 1 and context_window >= 256.")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = all cores), got {self.threads}.")
+        if self.lock_timeout < 0:
+            raise ConfigError(f"lock_timeout must be >= 0 seconds, got {self.lock_timeout}.")
         if not self.data_dir:
             raise ConfigError("data_dir must not be empty.")
 

@@ -49,3 +49,15 @@ class StoreError(RagChatError):
 
 class GenerationError(RagChatError):
     """The language model failed while answering."""
+
+
+class StoreBusy(StoreError):
+    """Another process is writing to the store."""
+
+    def __init__(self, store: str, waited: float) -> None:
+        self.store = store
+        super().__init__(
+            f"Another ragchat process is writing to the store {store} (waited {waited:.0f} s). "
+            "Wait for it to finish and run the command again, raise RAGCHAT_LOCK_TIMEOUT, "
+            "or use another --store."
+        )

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rag.protocols import DocumentStore, Embedder
     from vectorstore.chroma import ChromaStore
     from vectorstore.keyword import KeywordIndex
+    from vectorstore.lock import StoreLock
 
 
 def build_embedder(settings: Settings) -> SentenceTransformerEmbedder:
@@ -44,18 +45,40 @@ def keyword_index_path(settings: Settings, store: DocumentStore | None = None) -
     return Path(root) / "keywords" / f"{collection}.sqlite"
 
 
-def build_keyword_index(settings: Settings, store: DocumentStore) -> KeywordIndex:
-    """The store's keyword index, brought in step with the store (see vectorstore/keyword.py)."""
+def build_lock(settings: Settings, store: DocumentStore | None = None) -> StoreLock:
+    """The store's writer lock, a file beside its keyword index (see vectorstore/lock.py)."""
+    from vectorstore.lock import StoreLock
+
+    path = keyword_index_path(settings, store)
+    return StoreLock(path.with_suffix(".lock"), str(getattr(store, "path", settings.store_path)))
+
+
+def build_keyword_index(
+    settings: Settings, store: DocumentStore, lock: StoreLock | None = None
+) -> KeywordIndex:
+    """The store's keyword index, brought in step with the store (`sync_keyword_index`) unless
+    another process is writing to the store: its journal is then work in progress, not the
+    leftovers of a crash, and is left to that writer (or to the next one, after a crash)."""
+    import contextlib
+
     from vectorstore.keyword import KeywordIndex
 
     index = KeywordIndex(keyword_index_path(settings, store))
-    index.sync(
+    with lock.try_hold() if lock else contextlib.nullcontext(True) as held:
+        if held:
+            sync_keyword_index(index, store)
+    return index
+
+
+def sync_keyword_index(index: KeywordIndex, store: DocumentStore) -> int:
+    """Repair what an interrupted write left and re-derive the keyword rows from the store.
+    Call it holding the store's writer lock."""
+    return index.sync(
         store.count,
         lambda: [str(d["doc_id"]) for d in store.documents()],
         store.get_chunks,
         getattr(store, "repair", None),
     )
-    return index
 
 
 def build_reranker(settings: Settings) -> CrossEncoderReranker | None:

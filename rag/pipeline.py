@@ -6,6 +6,7 @@ rag/factory.py. This module never prints; progress is reported through a callbac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
@@ -29,6 +30,7 @@ from rag.types import Answer, Chunk, Document, Hit, IngestReport, Skipped
 
 if TYPE_CHECKING:
     from vectorstore.keyword import KeywordIndex
+    from vectorstore.lock import StoreLock
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +79,8 @@ class Chatbot:
         self._generator = generator
         self._keyword = keyword
         self._reranker = reranker
+        self._writer: StoreLock | None = None
         self._lock = threading.Lock()
-        self._ingest_lock = threading.Lock()
 
     # -- components, built on first use ---------------------------------------------------------
 
@@ -98,12 +100,21 @@ class Chatbot:
             return self._store
 
     @property
-    def keyword(self) -> KeywordIndex:
-        """The store's BM25 index; kept in step with the store whatever the retrieval mode."""
+    def writer(self) -> StoreLock:
+        """The store's writer lock, shared with other processes (vectorstore/lock.py)."""
         store = self.store
         with self._lock:
+            if self._writer is None:
+                self._writer = factory.build_lock(self.settings, store)
+            return self._writer
+
+    @property
+    def keyword(self) -> KeywordIndex:
+        """The store's BM25 index; kept in step with the store whatever the retrieval mode."""
+        store, writer = self.store, self.writer
+        with self._lock:
             if self._keyword is None:
-                self._keyword = factory.build_keyword_index(self.settings, store)
+                self._keyword = factory.build_keyword_index(self.settings, store, writer)
             return self._keyword
 
     @property
@@ -135,14 +146,16 @@ class Chatbot:
 
     def ingest(self, paths: Iterable[str | Path], progress: Progress | None = None) -> IngestReport:
         """Add files and folders to the store. Unchanged documents are skipped, changed ones
-        replaced; a file that cannot be read is reported in `skipped`, the rest still ingested."""
+        replaced; a file that cannot be read is reported in `skipped`, the rest still ingested.
+        One writer per store: another process's ingest is waited for up to
+        `settings.lock_timeout` seconds, then StoreBusy is raised."""
         t0 = time.perf_counter()
         files, skipped = find_files(paths)
         store = self.store
         _ = self.keyword  # opened (and repaired if needed) before anything is written
         counts = {"documents": 0, "unchanged": 0, "chunks": 0}
         pending: list[_Pending] = []
-        with self._ingest_lock:
+        with self._writing():
             for i, path in enumerate(files):
                 problems: list[Skipped] = []
                 try:
@@ -177,6 +190,13 @@ class Chatbot:
             skipped=tuple(skipped),
             seconds=time.perf_counter() - t0,
         )
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the store's writer lock; first repair what a writer that died meanwhile left."""
+        with self.writer.hold(self.settings.lock_timeout):
+            factory.sync_keyword_index(self.keyword, self.store)
+            yield
 
     def _write(self, pending: Sequence[_Pending], counts: dict[str, int]) -> None:
         """Embed the pending documents' chunks together, then write each document whole."""
@@ -214,7 +234,7 @@ class Chatbot:
                 doc, f"{what} matches; give the exact doc_id shown by `ragchat list`."
             )
         doc_id = str(matches[0]["doc_id"])
-        with self._ingest_lock:
+        with self._writing():
             self.keyword.begin([doc_id])
             removed = self.store.delete(doc_id)
             self.keyword.delete(doc_id)

@@ -90,6 +90,7 @@ class Retriever:
                     self.fusion,
                 )
             )
+        hits = newest_versions(hits)
         if self.reranker:
             hits = self.reranker.rerank(query, hits, k)
         return hits[:k]
@@ -124,6 +125,22 @@ class Retriever:
             if not h.chunk.metadata.get(_BARE) or h.chunk.id in chunks
         ]
         return [Hit(h.chunk, h.score, r) for r, h in enumerate(full, 1)]
+
+
+def newest_versions(hits: Sequence[Hit]) -> list[Hit]:
+    """Drop the hits of a document's older version when its newer one is present: while a
+    document is being replaced, both are in the store for a moment (see vectorstore/chroma.py),
+    and an answer must come from one consistent state. Ranks are renumbered."""
+    newest: dict[str, int] = {}
+    for h in hits:
+        g = int(h.chunk.metadata.get("generation", 0) or 0)
+        newest[h.chunk.doc_id] = max(g, newest.get(h.chunk.doc_id, g))
+    kept = [
+        h for h in hits if int(h.chunk.metadata.get("generation", 0) or 0) == newest[h.chunk.doc_id]
+    ]
+    if len(kept) == len(hits):
+        return list(hits)
+    return [Hit(h.chunk, h.score, r) for r, h in enumerate(kept, 1)]
 
 
 def fuse(

@@ -146,3 +146,30 @@ def test_convex_fusion_adds_min_max_normalised_scores() -> None:
     fused = fuse(dense, keyword, "fr", 3, Fusion(method="convex", same_language=0.5))
     assert [h.chunk.id for h in fused] == ["a", "b", "c"]  # a: 1, b: 0 + 0.5, c: 0
     assert [round(h.score, 6) for h in fused] == [1.0, 0.5, 0.0]
+
+
+def test_a_document_being_replaced_is_searched_in_one_version(
+    settings: Settings, minilm: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    """Between the two steps of ChromaStore.replace_document (new chunks written, old ones not
+    yet deleted) both versions are in the store; a search returns only the newer one."""
+    from rag.chunking import chunk_document
+    from rag.types import Document
+
+    bot = Chatbot(settings, embedder=minilm)
+    old = tmp_path / "ledger.txt"
+    old.write_text("The harbour ledger counts 40 ships. " * 40, encoding="utf-8")
+    bot.ingest([old])
+    doc_id = str(old.resolve())
+    new_text = "The harbour ledger counts 70 ships. " * 30
+    new = [
+        Chunk(c.id, c.doc_id, c.text, c.start, c.end, {**c.metadata, "generation": 2**62})
+        for c in chunk_document(Document(doc_id, str(old), new_text, {"lang": "en"}), 300, 50)
+    ]
+    bot.store.upsert(new, minilm.embed_documents([c.text for c in new]))  # step 1 only
+    both = {h.chunk.text.split(" counts ")[1][:2] for h in bot.retriever.dense("ships", 20)}
+    assert both == {"40", "70"}  # the intermediate state is real
+    for mode in ("dense", "hybrid"):
+        got = Retriever(bot.embedder, bot.store, bot.keyword, mode=mode).search("ships", 10)
+        assert got and {h.chunk.text.split(" counts ")[1][:2] for h in got} == {"70"}
+        assert [h.rank for h in got] == list(range(1, len(got) + 1))

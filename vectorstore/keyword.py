@@ -92,6 +92,7 @@ class KeywordIndex:
         self._lock = threading.RLock()
         self._tokenizers: dict[str, Tokenizer] = {}
         self._indexes: dict[str, _LanguageIndex] | None = None  # None = rebuild on next search
+        self._seen_version = -1  # SQLite's data_version when the indexes were built
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -191,8 +192,12 @@ class KeywordIndex:
         return hits[:k]
 
     def _load(self) -> dict[str, _LanguageIndex]:
-        if self._indexes is not None:
+        """The in-memory indexes, rebuilt after a change by this object or, as SQLite's
+        data_version tells, by another process."""
+        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        if self._indexes is not None and version == self._seen_version:
             return self._indexes
+        self._seen_version = version
         import bm25s
 
         by_lang: dict[str, tuple[list[str], list[list[str]]]] = {}
