@@ -122,7 +122,7 @@ def ingest(
 
         def progress(done: int, total: int, path: str) -> None:
             bar.total = total
-            bar.set_postfix_str(Path(path).name[-30:], refresh=False)
+            bar.set_postfix_str(Path(path).name[-30:], refresh=done == bar.n)  # a section
             bar.update(done - bar.n)
 
         report = bot.ingest(paths, progress=progress)

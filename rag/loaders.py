@@ -11,7 +11,9 @@ bomb is refused with bounded memory. This module does not chunk, embed or store 
 
 from __future__ import annotations
 
+import codecs
 import errno
+import io
 import json
 import logging
 import math
@@ -37,6 +39,10 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx", ".jsonl"}
 MAX_DOCX_UNCOMPRESSED = 256 * 1024 * 1024
 MAX_DOCX_RATIO = 100  # uncompressed / compressed, for parts over 1 MiB; real documents: 2-20
 MAX_DOCX_PARTS = 10_000
+# A text file larger than this is read in sections of about SECTION_CHARS characters, each its
+# own Document ("<path>#part00001", ...), so memory stays bounded whatever the file's size.
+STREAM_BYTES = 32 * 1024 * 1024
+SECTION_CHARS = 1_000_000
 _BINARY = "binary data, not a text file: convert it to text, or leave it out"
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
@@ -61,16 +67,23 @@ def _clean(text: str) -> str:
 
 
 def _utf16_without_bom(data: bytes) -> str | None:
-    """UTF-16 text written without a byte-order mark: NULs on every other byte."""
+    """UTF-16 text written without a byte-order mark, decoded; None if it is not that."""
+    codec = _utf16_order(data)
+    return data.decode(codec, "replace") if codec else None
+
+
+def _utf16_order(data: bytes) -> str | None:
+    """The UTF-16 byte order of data with NULs on every other byte ("utf-16-le" or
+    "utf-16-be"), else None."""
     sample = data[:4096]
     if len(sample) < 4:
         return None
     even, odd = sample[0::2].count(0), sample[1::2].count(0)
     half = len(sample) // 2
     if odd > 0.3 * half and even < 0.05 * half:
-        return data.decode("utf-16-le", "replace")
+        return "utf-16-le"
     if even > 0.3 * half and odd < 0.05 * half:
-        return data.decode("utf-16-be", "replace")
+        return "utf-16-be"
     return None
 
 
@@ -92,11 +105,35 @@ def decode_text(data: bytes, path: str) -> str:
                 text = data.decode("cp1252")
             except UnicodeDecodeError:
                 text = data.decode("latin-1")
+    _refuse_binary(text, path)
+    return _clean(text)
+
+
+def _refuse_binary(text: str, path: str) -> None:
     head = text[:4096]
     controls = sum(1 for c in head if ord(c) < 32 and c not in "\t\n\r\f")
     if controls > max(8, len(head) // 20) or head.count("\ufffd") > max(8, len(head) // 10):
         raise UnsupportedDocument(path, _BINARY)
-    return _clean(text)
+
+
+def text_encoding(head: bytes, path: str) -> str:
+    """The codec of a text file judged from its first bytes, by decode_text's rules."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    utf16 = None if head.startswith(b"\xef\xbb\xbf") else _utf16_order(head)
+    if utf16:
+        return utf16
+    try:
+        codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=False)
+        return "utf-8-sig"
+    except UnicodeDecodeError:
+        if b"\x00" in head:
+            raise UnsupportedDocument(path, _BINARY) from None
+        try:
+            head.decode("cp1252")
+            return "cp1252"
+        except UnicodeDecodeError:
+            return "latin-1"
 
 
 def _require_text(
@@ -317,6 +354,12 @@ LOADERS: dict[str, Callable[[Path], list[Document]]] = {
 
 def load_file(path: str | Path, problems: list[Skipped] | None = None) -> list[Document]:
     """Read one file into Documents, or raise UnsupportedDocument saying why."""
+    return list(iter_file(path, problems))
+
+
+def iter_file(path: str | Path, problems: list[Skipped] | None = None) -> Iterator[Document]:
+    """The Documents of one file, read lazily: a text file over STREAM_BYTES comes in
+    sections (see `stream_text`), anything else whole. Raises UnsupportedDocument saying why."""
     p = Path(path)
     shown = display_path(p)
     suffix = p.suffix.lower()
@@ -330,8 +373,11 @@ def load_file(path: str | Path, problems: list[Skipped] | None = None) -> list[D
         raise UnsupportedDocument(shown, "a folder, not a file" if kind == "dir" else kind)
     try:
         if suffix == ".jsonl":
-            return load_jsonl(p, problems)
-        return LOADERS[suffix](p)
+            yield from load_jsonl(p, problems)
+        elif suffix in TEXT_SUFFIXES and p.stat().st_size > STREAM_BYTES:
+            yield from stream_text(p)
+        else:
+            yield from LOADERS[suffix](p)
     except UnsupportedDocument as e:
         if e.path == shown:
             raise
@@ -342,6 +388,62 @@ def load_file(path: str | Path, problems: list[Skipped] | None = None) -> list[D
         ) from e
     except OSError as e:
         raise UnsupportedDocument(shown, _os_reason(e)) from e
+
+
+def is_section(doc_id: str) -> bool:
+    """Whether a document id names a section of a streamed file."""
+    return re.search(r"#part\d{5}$", doc_id) is not None
+
+
+def stream_text(path: Path, section_chars: int | None = None) -> Iterator[Document]:
+    """A large text file as consecutive sections of about `section_chars` characters, cut at
+    a paragraph, line or sentence end; memory holds one section at a time. Ids are
+    "<path>#part00001", ...; titles "<name> (part 1)". Bytes that are not valid in the
+    encoding judged from the file's start become U+FFFD."""
+    section_chars = section_chars or SECTION_CHARS
+    resolved = display_path(path.resolve())
+    with path.open("rb") as raw:
+        encoding = text_encoding(raw.read(65536), str(path))
+        raw.seek(0)
+        reader = io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="")
+        buffer, part = "", 0
+        while True:
+            block = reader.read(section_chars)
+            if part == 0 and not buffer:
+                _refuse_binary(block, str(path))
+            buffer += block
+            while len(buffer) >= section_chars or (buffer and not block):
+                full = len(buffer) >= section_chars
+                cut = _section_end(buffer, section_chars) if full else len(buffer)
+                section, buffer = buffer[:cut], buffer[cut:]
+                if section.strip():
+                    part += 1
+                    yield Document(
+                        id=f"{resolved}#part{part:05d}",
+                        source=resolved,
+                        text=_clean(section),
+                        metadata={
+                            "title": _clean(f"{path.stem} (part {part})"),
+                            "source": resolved,
+                            "part": part,
+                        },
+                    )
+            if not block:
+                break
+    if part == 0:
+        raise UnsupportedDocument(
+            str(path), "empty file, nothing to ingest: add text to it or leave it out"
+        )
+
+
+def _section_end(text: str, size: int) -> int:
+    """Where to end a section of `text`: the last paragraph, line or sentence end after half
+    of `size`, else `size` (text longer than that is carried into the next section)."""
+    for mark in ("\n\n", "\n", ". "):
+        at = text.rfind(mark, size // 2, size)
+        if at != -1:
+            return at + len(mark)
+    return min(size, len(text))
 
 
 def _os_reason(e: OSError) -> str:

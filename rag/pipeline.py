@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from rag import factory, prompts
 from rag.chunking import chunk_document, content_hash
 from rag.citations import MARKER, clean_markers, parse_citations
 from rag.config import Settings
 from rag.errors import EmptyIndex, UnsupportedDocument
 from rag.language import detect_language
-from rag.loaders import find_files, load_file
+from rag.loaders import TEXT_SUFFIXES, find_files, is_section, iter_file
 from rag.protocols import DocumentStore, Embedder, Generator, Reranker
 from rag.retrieval import Retriever
 from rag.types import Answer, Chunk, Document, Hit, IngestReport, Skipped
@@ -47,7 +49,8 @@ _REFUSAL = re.compile(
     r"n'est pas (mentionné|indiqué|précisé)",
     re.IGNORECASE,
 )
-_EMBED_BATCH = 256  # chunks embedded together across documents
+_EMBED_BATCH = 256  # chunks embedded (and written) together across documents
+_HASH_BATCH = 256  # documents whose stored versions are looked up together
 
 
 @dataclass
@@ -151,34 +154,35 @@ class Chatbot:
         `settings.lock_timeout` seconds, then StoreBusy is raised."""
         t0 = time.perf_counter()
         files, skipped = find_files(paths)
-        store = self.store
         _ = self.keyword  # opened (and repaired if needed) before anything is written
         counts = {"documents": 0, "unchanged": 0, "chunks": 0}
         pending: list[_Pending] = []
+        seen: set[str] = set()  # document ids read so far
         with self._writing():
             for i, path in enumerate(files):
                 problems: list[Skipped] = []
+                yielded: list[tuple[str, str]] = []  # (doc id, source) of what the file held
+                group: list[Document] = []  # checked against the store together
+                before = counts["unchanged"]
                 try:
-                    docs = load_file(path, problems)
+                    for doc in iter_file(path, problems):
+                        group.append(doc)
+                        yielded.append((doc.id, doc.source))
+                        if len(group) >= _HASH_BATCH or is_section(doc.id):
+                            pending = self._add(group, pending, counts, seen)
+                            group = []
+                        if progress and is_section(doc.id):
+                            progress(i, len(files), f"{path} (part {len(yielded)})")
+                    pending = self._add(group, pending, counts, seen)
                 except UnsupportedDocument as e:
                     log.info("skipped %s", e)
                     skipped.append(Skipped(e.path, e.reason))
-                    docs = []
+                else:
+                    sections = any(is_section(doc_id) for doc_id, _ in yielded)
+                    changed = counts["unchanged"] - before < len(yielded)
+                    if sections or (changed and path.suffix.lower() in TEXT_SUFFIXES):
+                        self._drop_stale(yielded[0][1], {doc_id for doc_id, _ in yielded})
                 skipped.extend(problems)
-                for doc in docs:
-                    if store.doc_hash(doc.id) == content_hash(doc.text):
-                        counts["unchanged"] += 1
-                        continue
-                    if not doc.metadata.get("lang"):
-                        lang = detect_language(doc.text)
-                        doc = dataclasses.replace(doc, metadata={**doc.metadata, "lang": lang})
-                    chunks = chunk_document(
-                        doc, self.settings.chunk_size, self.settings.chunk_overlap
-                    )
-                    pending.append(_Pending(doc, chunks))
-                    if sum(len(p.chunks) for p in pending) >= _EMBED_BATCH:
-                        self._write(pending, counts)
-                        pending = []
                 if progress:
                     progress(i + 1, len(files), str(path))
             self._write(pending, counts)
@@ -190,6 +194,48 @@ class Chatbot:
             skipped=tuple(skipped),
             seconds=time.perf_counter() - t0,
         )
+
+    def _add(
+        self,
+        docs: Sequence[Document],
+        pending: list[_Pending],
+        counts: dict[str, int],
+        seen: set[str],
+    ) -> list[_Pending]:
+        """Queue the changed documents' chunks; embed and write the queue when it is a batch."""
+        if not docs:
+            return pending
+        stored = self.store.doc_hashes([d.id for d in docs])
+        for doc in docs:
+            again = doc.id in seen  # the same id in another file of this ingest (.jsonl records)
+            if again:
+                log.warning(
+                    "%s: the document id %r was read before; keeping this one", doc.source, doc.id
+                )
+            seen.add(doc.id)
+            if not again and stored.get(doc.id) == content_hash(doc.text):
+                counts["unchanged"] += 1
+                continue
+            if not doc.metadata.get("lang"):
+                lang = detect_language(doc.text)
+                doc = dataclasses.replace(doc, metadata={**doc.metadata, "lang": lang})
+            chunks = chunk_document(doc, self.settings.chunk_size, self.settings.chunk_overlap)
+            pending = [p for p in pending if p.doc.id != doc.id]  # the last one read wins
+            pending.append(_Pending(doc, chunks))
+            if sum(len(p.chunks) for p in pending) >= _EMBED_BATCH:
+                self._write(pending, counts)
+                pending = []
+        return pending
+
+    def _drop_stale(self, source: str, keep: set[str]) -> None:
+        """Remove the documents of a file that it no longer yields: sections past its new end,
+        or the whole-file document of a file now read in sections, or the reverse."""
+        stale = [d for d in self.store.source_doc_ids(source) if d not in keep]
+        if stale:
+            self.keyword.begin(stale)
+            for doc_id in stale:
+                self.store.delete(doc_id)
+                self.keyword.delete(doc_id)
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -206,14 +252,15 @@ class Chatbot:
         vectors = self.embedder.embed_documents(texts)
         keyword = self.keyword
         keyword.begin([p.doc.id for p in pending])  # journaled: a crash here is repaired
-        offset = 0
-        for p in pending:
-            n = len(p.chunks)
-            self.store.replace_document(p.doc.id, p.chunks, vectors[offset : offset + n])
-            keyword.replace_document(p.doc.id, p.chunks, str(p.doc.metadata["lang"]))
-            offset += n
-            counts["documents"] += 1
-            counts["chunks"] += n
+        bounds = np.cumsum([0] + [len(p.chunks) for p in pending])
+        self.store.replace_documents(
+            [(p.doc.id, p.chunks, vectors[a:b]) for p, a, b in zip(pending, bounds, bounds[1:])]
+        )
+        keyword.replace_documents(
+            [(p.doc.id, p.chunks, str(p.doc.metadata["lang"])) for p in pending]
+        )
+        counts["documents"] += len(pending)
+        counts["chunks"] += len(texts)
 
     def documents(self) -> list[dict[str, Any]]:
         """The documents in the store: doc_id, title, source, chunks."""

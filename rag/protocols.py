@@ -35,6 +35,10 @@ class VectorStore(Protocol):
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]: ...
 
+    def nearest_ids(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """(chunk id, score) of the k nearest chunks, best first, without their text."""
+        ...
+
     def delete(self, doc_id: str) -> int: ...
 
 
@@ -44,10 +48,12 @@ class DocumentIndex(Protocol):
 
     def documents(self) -> list[dict[str, object]]: ...
 
-    def doc_hash(self, doc_id: str) -> str | None: ...
+    def source_doc_ids(self, source: str) -> list[str]: ...
 
-    def replace_document(
-        self, doc_id: str, chunks: Sequence[Chunk], vectors: np.ndarray
+    def doc_hashes(self, doc_ids: Sequence[str]) -> dict[str, str | None]: ...
+
+    def replace_documents(
+        self, documents: Sequence[tuple[str, Sequence[Chunk], np.ndarray]]
     ) -> None: ...
 
 

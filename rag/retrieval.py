@@ -21,7 +21,7 @@ from rag.protocols import ChunkLookup, Embedder, KeywordSearch, Reranker, Vector
 from rag.types import Chunk, Hit
 
 MODES = ("hybrid", "dense", "keyword")
-_BARE = "_bare"  # metadata flag of a keyword candidate whose text is not fetched yet
+_BARE = "_bare"  # metadata flag of a candidate whose text is not fetched yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ class Retriever:
             n = max(depth, self.fusion.depth)
             hits = self._fetch(
                 fuse(
-                    self.dense(query, n),
+                    self._dense_candidates(query, n),
                     self._keyword_candidates(query, n),
                     detect_language(query),
                     depth,
@@ -100,6 +100,15 @@ class Retriever:
 
     def keyword_hits(self, query: str, k: int) -> list[Hit]:
         return self._fetch(self._keyword_candidates(query, k))
+
+    def _dense_candidates(self, query: str, k: int) -> list[Hit]:
+        """Dense hits holding only the chunk id: texts are fetched after fusion (`_fetch`)."""
+        return [
+            Hit(chunk=Chunk(cid, "", "", 0, 0, {_BARE: True}), score=score, rank=r)
+            for r, (cid, score) in enumerate(
+                self.store.nearest_ids(self.embedder.embed_query(query), k), 1
+            )
+        ]
 
     def _keyword_candidates(self, query: str, k: int) -> list[Hit]:
         """Keyword hits whose chunks hold only id and language: the text is fetched from the

@@ -140,3 +140,37 @@ def test_same_question_twice_gives_the_same_answer(data_dir: Path, tmp_path: Pat
     first = bot.ask("Who did Hammouchi meet?")
     assert all(name in first.text for name in NAMES), first.text
     assert bot.ask("Who did Hammouchi meet?").text == first.text
+
+
+def test_eight_browser_users_at_once_get_eight_cited_answers(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """Eight questions sent together through the Gradio API of the real app: all complete,
+    each with a [n] marker and its sources, while the model generates one answer at a time."""
+    from gradio_client import Client
+
+    from rag import Chatbot, Settings
+    from ui.app import launch
+
+    questions = [
+        json.loads(line)["question"]
+        for line in (ROOT / "eval" / "hammouchi" / "questions.jsonl").read_text().splitlines()
+    ][:8]
+    bot = Chatbot(Settings(store=str(tmp_path / "store"), data_dir=str(data_dir)))
+    bot.ingest([SAMPLE_CORPUS])
+    port = free_port()
+    demo = launch(bot, port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        t0 = time.perf_counter()
+        jobs = [client.submit(q, [], api_name="/respond") for q in questions]
+        results = [job.result(timeout=900) for job in jobs]
+        elapsed = time.perf_counter() - t0
+    finally:
+        demo.close()
+    for question, (history, _) in zip(questions, results, strict=True):
+        answer = next(m for m in history if m["role"] == "assistant")
+        sources = [m for m in history if (m.get("metadata") or {}).get("title", "").startswith("[")]
+        assert re.search(r"\[\d+\]", answer["content"]), (question, answer["content"])
+        assert sources, (question, history)
+    print(f"8 answers in {elapsed:.0f} s")

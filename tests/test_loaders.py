@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from rag import Chatbot
 from rag.errors import UnsupportedDocument
-from rag.loaders import find_files, load_file
+from rag.loaders import find_files, is_section, load_file, stream_text
 from rag.types import Skipped
 
 
@@ -149,3 +150,52 @@ def test_find_files_walks_folders_and_reports_missing(tmp_path: Path) -> None:
         ("dangling.txt", "broken symbolic link: its target does not exist"),
         ("missing.txt", "no such file or folder: check the path"),
     ]
+
+
+def test_a_large_text_file_streams_in_sections_that_rebuild_it(tmp_path: Path) -> None:
+    paragraphs = [f"Paragraph {i}: " + "word " * (i % 40 + 5) + "end." for i in range(400)]
+    text = "\n\n".join(paragraphs) + "\n"
+    path = tmp_path / "long.txt"
+    for encoding in ("utf-8", "utf-16"):
+        path.write_text(text.replace("word", "mot été"), encoding=encoding)
+        sections = list(stream_text(path, section_chars=2000))
+        assert len(sections) > 10
+        assert "".join(d.text for d in sections) == text.replace("word", "mot été")
+        assert all(len(d.text) <= 2000 for d in sections)
+        assert all(d.text.endswith("\n\n") for d in sections[:-1])  # cut at paragraph ends
+        assert [d.metadata["part"] for d in sections] == list(range(1, len(sections) + 1))
+        assert sections[0].id.endswith("long.txt#part00001") and is_section(sections[-1].id)
+        assert sections[2].metadata["title"] == "long (part 3)"
+
+
+def test_streaming_refuses_binary_and_empty_files(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.txt"
+    junk.write_bytes(bytes(range(256)) * 100)
+    with pytest.raises(UnsupportedDocument, match="binary data"):
+        list(stream_text(junk, section_chars=1000))
+    blank = tmp_path / "blank.txt"
+    blank.write_text("   \n\n  ")
+    with pytest.raises(UnsupportedDocument, match="empty file"):
+        list(stream_text(blank, section_chars=1000))
+
+
+def test_a_file_that_shrinks_or_stops_being_streamed_leaves_no_stale_sections(
+    bot: Chatbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rag.loaders
+
+    monkeypatch.setattr(rag.loaders, "STREAM_BYTES", 3000)  # the loader's size threshold
+    monkeypatch.setattr(rag.loaders, "SECTION_CHARS", 1500)
+    path = tmp_path / "notes.txt"
+    path.write_text("\n\n".join(f"Note {i} about the harbour survey." for i in range(300)))
+    first = bot.ingest([path])
+    sections = {d["doc_id"] for d in bot.documents()}
+    assert first.documents == len(sections) > 3 and all(is_section(d) for d in sections)
+    path.write_text("\n\n".join(f"Note {i} about the harbour survey." for i in range(150)))
+    bot.ingest([path])
+    fewer = {d["doc_id"] for d in bot.documents()}
+    assert fewer < sections  # the sections past the new end are gone
+    path.write_text("Only one short note now.")
+    bot.ingest([path])
+    assert [d["doc_id"] for d in bot.documents()] == [str(path.resolve())]
+    assert bot.keyword.count() == bot.store.count()

@@ -130,3 +130,20 @@ def test_settings_choose_the_components(tmp_path: Path, models_dir: Path) -> Non
     assert bot.retriever.mode == "hybrid" and bot.reranker is None
     assert bot.generator.name == "smollm2-135m-instruct"
     assert bot.documents() == []
+
+
+def test_one_ingest_writes_many_documents_each_once_and_the_last_of_a_repeated_id(
+    bot: Chatbot, tmp_path: Path
+) -> None:
+    """Documents are written in batches; the same record id in two collections is one document
+    (the one read last), never both."""
+    import json
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("\n".join(json.dumps({"id": f"r{i}", "text": f"Alpha {i}."}) for i in range(300)))
+    b.write_text(json.dumps({"id": "r7", "text": "Bravo replaces the seventh record."}))
+    for _ in range(2):
+        bot.ingest([a, b])
+        assert len(bot.documents()) == 300 and bot.store.count() == 300 == bot.keyword.count()
+        (r7,) = bot.store.get_chunks("r7")
+        assert r7.text == "Bravo replaces the seventh record."

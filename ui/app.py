@@ -35,6 +35,7 @@ from rag.types import Answer, Citation
 
 log = logging.getLogger(__name__)
 
+CHAT_CONCURRENCY = 8  # questions in progress at once (see build_app)
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # per file; larger files: `ragchat ingest`
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~&])")
 
@@ -289,8 +290,17 @@ def build_app(bot: Chatbot, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> gr.Bloc
                     run_eval = gr.Button("Run evaluation", variant="primary", elem_id="eval-run")
             eval_status = gr.Markdown(elem_id="eval-status")
             eval_report = gr.HTML(elem_id="eval-report")
-        box.submit(respond, [box, chat], [chat, box], concurrency_limit=1, concurrency_id="model")
-        send.click(respond, [box, chat], [chat, box], concurrency_limit=1, concurrency_id="model")
+        # Up to CHAT_CONCURRENCY questions are in progress at once: their retrieval runs side
+        # by side, and the generator lets one of them generate at a time (a llama.cpp context
+        # is not thread-safe; a model server takes several).
+        for trigger in (box.submit, send.click):
+            trigger(
+                respond,
+                [box, chat],
+                [chat, box],
+                concurrency_limit=CHAT_CONCURRENCY,
+                concurrency_id="chat",
+            )
         add.click(
             ingest_uploads,
             [files],
@@ -303,7 +313,7 @@ def build_app(bot: Chatbot, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> gr.Bloc
             [test_set, limit, retrieval_only],
             [eval_status, eval_report],
             concurrency_limit=1,
-            concurrency_id="model",
+            concurrency_id="eval",
         )
         demo.load(lambda: documents_table(bot), None, docs)
     return demo

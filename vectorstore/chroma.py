@@ -100,13 +100,11 @@ class ChromaStore:
             )
 
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
-        """The k nearest chunks, best first; score = cosine similarity."""
-        n = self.count()
-        if n == 0:
-            return []
+        """The k nearest chunks, best first; score = cosine similarity (fewer than k when the
+        store holds fewer: Chroma 1.5 returns what it has, so no count is asked first)."""
         res = self._col.query(
             query_embeddings=np.asarray([vector], dtype=np.float32),
-            n_results=min(k, n),
+            n_results=k,
             include=["documents", "metadatas", "distances"],
         )
         documents, metadatas, distances = res["documents"], res["metadatas"], res["distances"]
@@ -117,6 +115,17 @@ class ChromaStore:
         ):
             hits.append(Hit(chunk=_chunk_from(cid, text or "", meta), score=1.0 - dist, rank=rank))
         return hits
+
+    def nearest_ids(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity) of the k nearest chunks, best first: the search
+        without reading texts and metadata (a third of the time for 50 candidates)."""
+        res = self._col.query(
+            query_embeddings=np.asarray([vector], dtype=np.float32),
+            n_results=k,
+            include=["distances"],
+        )
+        assert res["distances"] is not None
+        return [(cid, 1.0 - d) for cid, d in zip(res["ids"][0], res["distances"][0])]
 
     def delete(self, doc_id: str) -> int:
         """Remove every chunk of a document; returns how many were removed."""
@@ -129,16 +138,38 @@ class ChromaStore:
 
     def replace_document(self, doc_id: str, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Write a document's new chunks, then drop the chunks of its previous versions."""
-        version = {"generation": time.time_ns(), "doc_chunks": len(chunks)}
-        chunks = [
-            Chunk(c.id, c.doc_id, c.text, c.start, c.end, {**c.metadata, **version}) for c in chunks
-        ]
-        self.upsert(chunks, vectors)
+        self.replace_documents([(doc_id, chunks, vectors)])
+
+    def replace_documents(
+        self, documents: Sequence[tuple[str, Sequence[Chunk], np.ndarray]]
+    ) -> None:
+        """replace_document for many documents at once: their new chunks in one upsert (split
+        only at Chroma's batch limit), then the chunks of their previous versions in one
+        delete. A crash in between leaves versions that `repair` sorts out per document."""
+        if not documents:
+            return
+        generation = time.time_ns()
+        chunks: list[Chunk] = []
+        for _, doc_chunks, _ in documents:
+            version = {"generation": generation, "doc_chunks": len(doc_chunks)}
+            chunks += [
+                Chunk(c.id, c.doc_id, c.text, c.start, c.end, {**c.metadata, **version})
+                for c in doc_chunks
+            ]
+        vectors = [np.asarray(v, dtype=np.float32).reshape(-1, self.dim) for _, _, v in documents]
+        self.upsert(chunks, np.concatenate(vectors))
         keep = {c.id for c in chunks}
-        old = self._col.get(where={"doc_id": doc_id}, include=[])["ids"]
-        stale = [i for i in old if i not in keep]
-        if stale:
-            self._col.delete(ids=stale)
+        stale = [i for i in self._ids_of([d for d, _, _ in documents]) if i not in keep]
+        for lo in range(0, len(stale), self._max_batch):
+            self._col.delete(ids=stale[lo : lo + self._max_batch])
+
+    def _ids_of(self, doc_ids: Sequence[str]) -> list[str]:
+        """The chunk ids of these documents."""
+        ids: list[str] = []
+        for lo in range(0, len(doc_ids), 500):
+            part = list(doc_ids[lo : lo + 500])
+            ids += self._col.get(where={"doc_id": {"$in": part}}, include=[])["ids"]
+        return ids
 
     def repair(self, doc_id: str) -> int:
         """Leave a document whole after an interrupted write: keep its newest complete version
@@ -162,9 +193,22 @@ class ChromaStore:
 
     def doc_hash(self, doc_id: str) -> str | None:
         """The content hash of the stored document, or None if absent or not consistent."""
-        got = self._col.get(where={"doc_id": doc_id}, include=["metadatas"])
-        hashes = {m.get("doc_hash") for m in got["metadatas"] or []}
-        return hashes.pop() if len(hashes) == 1 else None  # type: ignore[return-value]
+        return self.doc_hashes([doc_id])[doc_id]
+
+    def doc_hashes(self, doc_ids: Sequence[str]) -> dict[str, str | None]:
+        """doc_hash of many documents in one read per 500."""
+        hashes: dict[str, set[str]] = {d: set() for d in doc_ids}
+        for lo in range(0, len(doc_ids), 500):
+            part = list(doc_ids[lo : lo + 500])
+            got = self._col.get(where={"doc_id": {"$in": part}}, include=["metadatas"])
+            for meta in got["metadatas"] or []:
+                hashes.setdefault(str(meta["doc_id"]), set()).add(str(meta.get("doc_hash")))
+        return {d: next(iter(h)) if len(h) == 1 else None for d, h in hashes.items()}
+
+    def source_doc_ids(self, source: str) -> list[str]:
+        """The ids of the documents read from one source (a file path)."""
+        got = self._col.get(where={"source": source}, include=["metadatas"])
+        return sorted({str(m["doc_id"]) for m in got["metadatas"] or []})
 
     def documents(self) -> list[dict[str, Any]]:
         """One entry per document: doc_id, title, source, chunks."""

@@ -105,14 +105,21 @@ class KeywordIndex:
 
     def replace_document(self, doc_id: str, chunks: Sequence[Chunk], lang: str) -> None:
         """Index a document's chunks in place of its previous ones; clear its journal entry."""
-        tokens = self._tokenizer(lang)([c.text for c in chunks]) if chunks else []
-        rows = [(c.id, doc_id, lang, " ".join(t)) for c, t in zip(chunks, tokens, strict=True)]
+        self.replace_documents([(doc_id, chunks, lang)])
+
+    def replace_documents(self, documents: Sequence[tuple[str, Sequence[Chunk], str]]) -> None:
+        """replace_document for many documents, in one transaction."""
+        rows, doc_ids = [], []
+        for doc_id, chunks, lang in documents:
+            tokens = self._tokenizer(lang)([c.text for c in chunks]) if chunks else []
+            rows += [(c.id, doc_id, lang, " ".join(t)) for c, t in zip(chunks, tokens, strict=True)]
+            doc_ids.append((doc_id,))
         with self._lock, self._transaction():
-            self._db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+            self._db.executemany("DELETE FROM chunks WHERE doc_id = ?", doc_ids)
             self._db.executemany(
                 "INSERT OR REPLACE INTO chunks (id, doc_id, lang, tokens) VALUES (?, ?, ?, ?)", rows
             )
-            self._db.execute("DELETE FROM pending WHERE doc_id = ?", (doc_id,))
+            self._db.executemany("DELETE FROM pending WHERE doc_id = ?", doc_ids)
             self._indexes = None
 
     def delete(self, doc_id: str) -> int:
