@@ -75,31 +75,36 @@ class Retriever:
         if not query.strip():
             return []
         depth = max(k, self.rerank_depth) if self.reranker else k
-        if self.mode == "dense":
-            hits = self.dense(query, depth)
-        elif self.mode == "keyword":
-            hits = self.keyword_hits(query, depth)
-        else:
-            n = max(depth, self.fusion.depth)
-            hits = self._fetch(
-                fuse(
-                    self._dense_candidates(query, n),
-                    self._keyword_candidates(query, n),
-                    detect_language(query),
-                    depth,
-                    self.fusion,
-                )
-            )
+        hits, lost = self._search(query, depth)
+        if lost and len(hits) < depth:  # candidates deleted meanwhile (a document replaced)
+            hits, _ = self._search(query, depth)
         hits = newest_versions(hits)
         if self.reranker:
             hits = self.reranker.rerank(query, hits, k)
         return hits[:k]
 
+    def _search(self, query: str, depth: int) -> tuple[list[Hit], int]:
+        """The `depth` best hits for the mode, and how many candidates vanished before their
+        texts were read."""
+        if self.mode == "dense":
+            return self.dense(query, depth), 0
+        if self.mode == "keyword":
+            return self._fetch(self._keyword_candidates(query, depth), depth)
+        n = max(depth, self.fusion.depth)
+        fused = fuse(
+            self._dense_candidates(query, n),
+            self._keyword_candidates(query, n),
+            detect_language(query),
+            n,
+            self.fusion,
+        )
+        return self._fetch(fused, depth)
+
     def dense(self, query: str, k: int) -> list[Hit]:
         return self.store.search(self.embedder.embed_query(query), k)
 
     def keyword_hits(self, query: str, k: int) -> list[Hit]:
-        return self._fetch(self._keyword_candidates(query, k))
+        return self._fetch(self._keyword_candidates(query, k), k)[0]
 
     def _dense_candidates(self, query: str, k: int) -> list[Hit]:
         """Dense hits holding only the chunk id: texts are fetched after fusion (`_fetch`)."""
@@ -123,17 +128,26 @@ class Retriever:
             for r, h in enumerate(self.keyword.search(query, k), 1)
         ]
 
-    def _fetch(self, hits: list[Hit]) -> list[Hit]:
-        """Hits with their chunks read from the store where they are bare; ranks renumbered
-        (a chunk deleted meanwhile is dropped)."""
-        bare = [h.chunk.id for h in hits if h.chunk.metadata.get(_BARE)]
-        chunks = {c.id: c for c in self.store.fetch(bare)} if bare else {}
-        full = [
-            h if not h.chunk.metadata.get(_BARE) else Hit(chunks[h.chunk.id], h.score, h.rank)
-            for h in hits
-            if not h.chunk.metadata.get(_BARE) or h.chunk.id in chunks
-        ]
-        return [Hit(h.chunk, h.score, r) for r, h in enumerate(full, 1)]
+    def _fetch(self, hits: list[Hit], k: int) -> tuple[list[Hit], int]:
+        """The first k of `hits` whose chunks still exist, read from the store where they are
+        bare (k at a time, further down the list only when some were deleted meanwhile);
+        ranks renumbered. Also returns how many had been deleted."""
+        found: list[Hit] = []
+        lost = 0
+        for lo in range(0, len(hits), k):
+            part = hits[lo : lo + k]
+            bare = [h.chunk.id for h in part if h.chunk.metadata.get(_BARE)]
+            chunks = {c.id: c for c in self.store.fetch(bare)} if bare else {}
+            for h in part:
+                if not h.chunk.metadata.get(_BARE):
+                    found.append(h)
+                elif h.chunk.id in chunks:
+                    found.append(Hit(chunks[h.chunk.id], h.score, h.rank))
+                else:
+                    lost += 1
+            if len(found) >= k or not lost:
+                break
+        return [Hit(h.chunk, h.score, r) for r, h in enumerate(found[:k], 1)], lost
 
 
 def newest_versions(hits: Sequence[Hit]) -> list[Hit]:
