@@ -140,14 +140,15 @@ def bench_startup(store: Path, data_dir: str | None, timeout: float = 600) -> di
         client = Client(url, verbose=False)
         history, _ = client.predict(QUESTION, [], api_name="/respond")
         answer_s = time.perf_counter() - t0
-        text = next(m["content"] for m in history if m["role"] == "assistant")
+        content = next(m["content"] for m in history if m["role"] == "assistant")
+        text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     row = {
         "page_s": round(page_s, 2),
         "first_answer_s": round(answer_s, 2),
-        "answer": text if isinstance(text, str) else str(text),
+        "answer": text,
     }
     print(json.dumps(row, ensure_ascii=False), flush=True)
     return row

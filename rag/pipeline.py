@@ -104,11 +104,11 @@ class Chatbot:
 
     @property
     def writer(self) -> StoreLock:
-        """The store's writer lock, shared with other processes (vectorstore/lock.py)."""
-        store = self.store
+        """The store's writer lock, shared with other processes (vectorstore/lock.py). It is
+        found from the settings alone, so it can be taken before the store is opened."""
         with self._lock:
             if self._writer is None:
-                self._writer = factory.build_lock(self.settings, store)
+                self._writer = factory.build_lock(self.settings)
             return self._writer
 
     @property
@@ -154,7 +154,6 @@ class Chatbot:
         `settings.lock_timeout` seconds, then StoreBusy is raised."""
         t0 = time.perf_counter()
         files, skipped = find_files(paths)
-        _ = self.keyword  # opened (and repaired if needed) before anything is written
         counts = {"documents": 0, "unchanged": 0, "chunks": 0}
         pending: list[_Pending] = []
         seen: set[str] = set()  # document ids read so far
@@ -239,7 +238,8 @@ class Chatbot:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
-        """Hold the store's writer lock; first repair what a writer that died meanwhile left."""
+        """Hold the store's writer lock, then open the store (two processes creating one store
+        at once would race in Chroma) and repair what a writer that died meanwhile left."""
         with self.writer.hold(self.settings.lock_timeout):
             factory.sync_keyword_index(self.keyword, self.store)
             yield

@@ -94,3 +94,20 @@ def test_repair_drops_a_partial_version_and_keeps_the_complete_one(tmp_path) -> 
     store.repair("a")
     assert [c.id for c in store.get_chunks("a")] == [c.id for c in old]
     assert store.doc_hash("a") == old[0].metadata["doc_hash"]
+
+
+def test_reads_of_a_large_document_are_paged(tmp_path, monkeypatch) -> None:
+    """Chroma fails one read of more rows than SQLite takes variables (about 32,000 chunks:
+    a 200 MB file); every read by document or source goes in pages. Pages of 3 rows here."""
+    import vectorstore.chroma
+
+    monkeypatch.setattr(vectorstore.chroma, "_PAGE", 3)
+    store = ChromaStore(tmp_path, "fake-embedder", 4)
+    chunks = chunk_document(doc("a", "One sentence here. " * 40), 60, 0)
+    assert len(chunks) > 10
+    store.replace_documents([("a", chunks, unit(np.ones((len(chunks), 4))))])
+    assert [c.id for c in store.get_chunks("a")] == [c.id for c in chunks]
+    assert store.doc_hashes(["a"]) == {"a": chunks[0].metadata["doc_hash"]}
+    assert store.source_doc_ids("/docs/a.txt") == ["a"]
+    assert store.repair("a") == 0
+    assert store.delete("a") == len(chunks) and store.count() == 0

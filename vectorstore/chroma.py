@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from rag.types import Chunk, Hit
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+_PAGE = 5000  # rows per read: Chroma fails reads of more rows than SQLite takes variables
 # HNSW parameters: higher than Chroma's defaults (100 / 100 / 16) for near-exact recall.
 HNSW = {"space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neighbors": 32}
 
@@ -129,10 +130,29 @@ class ChromaStore:
 
     def delete(self, doc_id: str) -> int:
         """Remove every chunk of a document; returns how many were removed."""
-        ids = self._col.get(where={"doc_id": doc_id}, include=[])["ids"]
-        if ids:
-            self._col.delete(ids=ids)
+        ids = self._where({"doc_id": doc_id}, [])["ids"]
+        for lo in range(0, len(ids), self._max_batch):
+            self._col.delete(ids=ids[lo : lo + self._max_batch])
         return len(ids)
+
+    def _where(self, where: dict[str, Any], include: list[str]) -> dict[str, list[Any]]:
+        """Every chunk matching `where`: its id and the included fields (see `_pages`)."""
+        out: dict[str, list[Any]] = {"ids": [], **{field: [] for field in include}}
+        for page in self._pages(where, include):
+            for field in out:
+                out[field] += page[field] or []
+        return out
+
+    def _pages(self, where: dict[str, Any], include: list[str]) -> Iterator[Any]:
+        """The chunks matching `where`, read in pages of _PAGE: one read of more than about
+        32,000 rows fails in Chroma ("too many SQL variables")."""
+        offset = 0
+        while True:
+            page: Any = self._col.get(where=where, include=include, limit=_PAGE, offset=offset)  # type: ignore[arg-type]
+            yield page
+            if len(page["ids"]) < _PAGE:
+                return
+            offset += _PAGE
 
     # -- DocumentIndex -------------------------------------------------------------------------
 
@@ -168,15 +188,15 @@ class ChromaStore:
         ids: list[str] = []
         for lo in range(0, len(doc_ids), 500):
             part = list(doc_ids[lo : lo + 500])
-            ids += self._col.get(where={"doc_id": {"$in": part}}, include=[])["ids"]
+            ids += self._where({"doc_id": {"$in": part}}, [])["ids"]
         return ids
 
     def repair(self, doc_id: str) -> int:
         """Leave a document whole after an interrupted write: keep its newest complete version
         (all `doc_chunks` chunks of one generation), delete every other chunk; with no complete
         version, delete it all. Returns the number of chunks deleted."""
-        got = self._col.get(where={"doc_id": doc_id}, include=["metadatas"])
-        metas = got["metadatas"] or []
+        got = self._where({"doc_id": doc_id}, ["metadatas"])
+        metas = got["metadatas"]
         generation = [m.get("generation", 0) for m in metas]
         sizes = Counter(generation)
         complete = [
@@ -188,7 +208,8 @@ class ChromaStore:
             log.warning(
                 "repairing %s: removing %d chunks of an interrupted write", doc_id, len(doomed)
             )
-            self._col.delete(ids=doomed)
+            for lo in range(0, len(doomed), self._max_batch):
+                self._col.delete(ids=doomed[lo : lo + self._max_batch])
         return len(doomed)
 
     def doc_hash(self, doc_id: str) -> str | None:
@@ -200,22 +221,23 @@ class ChromaStore:
         hashes: dict[str, set[str]] = {d: set() for d in doc_ids}
         for lo in range(0, len(doc_ids), 500):
             part = list(doc_ids[lo : lo + 500])
-            got = self._col.get(where={"doc_id": {"$in": part}}, include=["metadatas"])
-            for meta in got["metadatas"] or []:
+            for meta in self._where({"doc_id": {"$in": part}}, ["metadatas"])["metadatas"]:
                 hashes.setdefault(str(meta["doc_id"]), set()).add(str(meta.get("doc_hash")))
         return {d: next(iter(h)) if len(h) == 1 else None for d, h in hashes.items()}
 
     def source_doc_ids(self, source: str) -> list[str]:
         """The ids of the documents read from one source (a file path)."""
-        got = self._col.get(where={"source": source}, include=["metadatas"])
-        return sorted({str(m["doc_id"]) for m in got["metadatas"] or []})
+        doc_ids: set[str] = set()  # page by page: a 200 MB file has 50,000 chunks
+        for page in self._pages({"source": source}, ["metadatas"]):
+            doc_ids.update(str(m["doc_id"]) for m in page["metadatas"] or [])
+        return sorted(doc_ids)
 
     def documents(self) -> list[dict[str, Any]]:
         """One entry per document: doc_id, title, source, chunks."""
         docs: dict[str, dict[str, Any]] = {}
         total = self.count()
-        for offset in range(0, total, 5000):
-            got = self._col.get(include=["metadatas"], limit=5000, offset=offset)
+        for offset in range(0, total, _PAGE):
+            got = self._col.get(include=["metadatas"], limit=_PAGE, offset=offset)
             for meta in got["metadatas"] or []:
                 doc_id = str(meta["doc_id"])
                 entry = docs.setdefault(
@@ -245,10 +267,10 @@ class ChromaStore:
         return [found[i] for i in ids if i in found]
 
     def get_chunks(self, doc_id: str) -> list[Chunk]:
-        got = self._col.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
+        got = self._where({"doc_id": doc_id}, ["documents", "metadatas"])
         chunks = [
             _chunk_from(cid, text or "", meta)
-            for cid, text, meta in zip(got["ids"], got["documents"] or [], got["metadatas"] or [])
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])
         ]
         return sorted(chunks, key=lambda c: c.start)
 
