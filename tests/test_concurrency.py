@@ -13,6 +13,7 @@ import pytest
 
 from rag import Chatbot, Settings
 from rag.errors import StoreBusy
+from rag.factory import build_lock
 
 EMBEDDER = "all-MiniLM-L6-v2"
 HOLD = """
@@ -150,3 +151,25 @@ def test_questions_are_answered_from_one_version_while_documents_are_replaced(
     assert {h.chunk.text.split(" version ")[1][0] for h in bot.search("glacier survey", 20)} == {
         "2"
     }
+
+
+def test_opening_the_keyword_index_never_waits_for_a_writer_thread(settings: Settings) -> None:
+    """A search that opens the store while another thread of the process holds the writer
+    lock must not wait for it (the writer may need the Chatbot lock the search holds)."""
+    lock = build_lock(settings)
+    held, done = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with lock.hold(0):
+            held.set()
+            done.wait(30)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    held.wait(10)
+    with lock.try_hold() as got:
+        assert got is False
+    done.set()
+    thread.join()
+    with lock.try_hold() as got:
+        assert got is True

@@ -56,10 +56,14 @@ class StoreLock:
 
     @contextmanager
     def try_hold(self) -> Iterator[bool]:
-        """Hold the lock if no other process does; yields whether it is held."""
+        """Hold the lock if no other process or thread does; yields whether it is held. Never
+        waits, so it cannot deadlock with a writer that needs what its caller holds."""
         from filelock import Timeout
 
-        with self._threads:
+        if not self._threads.acquire(blocking=False):  # another thread of ours is writing
+            yield False
+            return
+        try:
             try:
                 self._file.acquire(timeout=0)
             except Timeout:
@@ -69,3 +73,5 @@ class StoreLock:
                 yield True
             finally:
                 self._file.release()
+        finally:
+            self._threads.release()
