@@ -6,6 +6,7 @@ a Chatbot loads nothing.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,8 +60,6 @@ def build_keyword_index(
     """The store's keyword index, brought in step with the store (`sync_keyword_index`) unless
     another process is writing to the store: its journal is then work in progress, not the
     leftovers of a crash, and is left to that writer (or to the next one, after a crash)."""
-    import contextlib
-
     from vectorstore.keyword import KeywordIndex
 
     index = KeywordIndex(keyword_index_path(settings, store))

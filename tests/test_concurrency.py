@@ -39,6 +39,17 @@ def _corpus(folder: Path, n: int, version: int) -> None:
         (folder / f"report{i:02d}.txt").write_text(text, encoding="utf-8")
 
 
+def _cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a `ragchat` process on the test's store, with the fast embedder."""
+    return {
+        **os.environ,
+        "RAGCHAT_STORE": settings.store_path,
+        "RAGCHAT_DATA_DIR": settings.data_dir,
+        "RAGCHAT_EMBEDDER": EMBEDDER,
+        **extra,
+    }
+
+
 @pytest.fixture
 def holder(settings: Settings) -> object:
     """Another process holding the store's writer lock until it is killed."""
@@ -71,13 +82,7 @@ def test_cli_ingest_refuses_while_another_process_writes(
     settings: Settings, holder: subprocess.Popen[str], tmp_path: Path
 ) -> None:
     _corpus(tmp_path / "docs", 2, 1)
-    env = {
-        **os.environ,
-        "RAGCHAT_STORE": settings.store_path,
-        "RAGCHAT_DATA_DIR": settings.data_dir,
-        "RAGCHAT_EMBEDDER": EMBEDDER,
-        "RAGCHAT_LOCK_TIMEOUT": "1",
-    }
+    env = _cli_env(settings, RAGCHAT_LOCK_TIMEOUT="1")
     cmd = [sys.executable, "-m", "rag.cli", "ingest", str(tmp_path / "docs")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
@@ -89,12 +94,7 @@ def test_two_cli_ingests_at_once_leave_each_document_once(
     settings: Settings, tmp_path: Path
 ) -> None:
     _corpus(tmp_path / "docs", 30, 1)
-    env = {
-        **os.environ,
-        "RAGCHAT_STORE": settings.store_path,
-        "RAGCHAT_DATA_DIR": settings.data_dir,
-        "RAGCHAT_EMBEDDER": EMBEDDER,
-    }
+    env = _cli_env(settings)
     cmd = [sys.executable, "-m", "rag.cli", "ingest", str(tmp_path / "docs")]
     procs = [
         subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
