@@ -5,15 +5,23 @@
 #              questions with --retrieval hybrid (the default), dense and keyword
 #   passages:  the same on whole passages (no chunking), dense and keyword: the protocol of the
 #              baselines in ../shared/MODELS.md
-#   answers:   the default model on the sample-article gold set and 50 piaf_fr_mini questions
+#   answers:   the default model on the sample-article gold set, 50 sampled piaf_fr_mini and 50
+#              xquad_en_q_es_mini questions, the unanswerable questions of eval/unanswerable/
+#              and the English questions over French passages of eval/piaf_fr_q_en/
 # Runs land in docs/eval-runs/<name>/ with the data set's ATTRIBUTION file beside them.
+# RAGCHAT_EVAL_STORES=DIR keeps the ingested stores there (reused by a later run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVAL=${RAGCHAT_EVAL_DATA:-../shared/eval}
 OUT=docs/eval-runs
 WHAT=${1:-all}
-STORES=$(mktemp -d -t ragchat-eval-stores-XXXX)
-trap 'rm -rf "$STORES"' EXIT
+if [[ -n ${RAGCHAT_EVAL_STORES:-} ]]; then
+  STORES=$RAGCHAT_EVAL_STORES
+  mkdir -p "$STORES"
+else
+  STORES=$(mktemp -d -t ragchat-eval-stores-XXXX)
+  trap 'rm -rf "$STORES"' EXIT
+fi
 mkdir -p "$OUT"
 
 run() {  # name, attribution dir, ragchat eval arguments...
@@ -46,7 +54,18 @@ if [[ $WHAT == passages || $WHAT == all ]]; then
   retrieval_runs passages RAGCHAT_CHUNK_SIZE=1000000 RAGCHAT_CHUNK_OVERLAP=0
 fi
 if [[ $WHAT == answers || $WHAT == all ]]; then
-  run answers-hammouchi "" eval/hammouchi/questions.jsonl --docs eval/hammouchi/documents.jsonl
+  h="$STORES/answers-hammouchi" piaf="$STORES/answers-piaf_fr" es="$STORES/answers-xquad_en_q_es"
+  .venv/bin/ragchat ingest eval/hammouchi/documents.jsonl --store "$h"
+  .venv/bin/ragchat ingest "$EVAL/piaf_fr/documents.jsonl" --store "$piaf"
+  .venv/bin/ragchat ingest "$EVAL/xquad_en_q_es/documents.jsonl" --store "$es"
+  run answers-hammouchi "" eval/hammouchi/questions.jsonl --store "$h"
+  run answers-hammouchi-unanswerable "" eval/unanswerable/hammouchi.jsonl --store "$h"
   run answers-piaf_fr-50 "$EVAL/piaf_fr" "$EVAL/piaf_fr_mini/questions.jsonl" \
-    --docs "$EVAL/piaf_fr/documents.jsonl" --sample 50 --seed 0
+    --store "$piaf" --sample 50 --seed 0
+  run answers-piaf_fr-unanswerable "$EVAL/piaf_fr" eval/unanswerable/piaf_fr.jsonl --store "$piaf"
+  run answers-piaf_fr_q_en "$EVAL/piaf_fr" eval/piaf_fr_q_en/questions.jsonl --store "$piaf"
+  run answers-xquad_en_q_es-50 "$EVAL/xquad_en_q_es" "$EVAL/xquad_en_q_es_mini/questions.jsonl" \
+    --store "$es" --sample 50 --seed 0
+  run answers-xquad_en_q_es-unanswerable "$EVAL/xquad_en_q_es" \
+    eval/unanswerable/xquad_en_q_es.jsonl --store "$es"
 fi

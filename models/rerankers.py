@@ -60,4 +60,7 @@ class CrossEncoderReranker:
     def rerank(self, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
         scores = self.scores(query, [h.chunk.text for h in hits])
         order = sorted(range(len(hits)), key=lambda i: -scores[i])[:k]
-        return [Hit(chunk=hits[i].chunk, score=scores[i], rank=r) for r, i in enumerate(order, 1)]
+        return [
+            Hit(hits[i].chunk, score=scores[i], rank=r, similarity=hits[i].similarity)
+            for r, i in enumerate(order, 1)
+        ]

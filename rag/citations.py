@@ -72,3 +72,8 @@ def parse_citations(text: str, hits: Sequence[Hit]) -> list[Citation]:
             Citation(n=n, chunk=chunk, quote=chunk.text[start:end], start=start, end=end)
         )
     return citations
+
+
+def marker_numbers(text: str) -> list[int]:
+    """The passage numbers of every marker in `text`, in order ("[1][2]" -> [1, 2])."""
+    return [n for m in MARKER.finditer(text) for n in _numbers(m.group(1))]

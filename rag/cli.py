@@ -98,8 +98,14 @@ def answer_json(answer: Answer) -> dict[str, Any]:
                 "page": c.chunk.page,
                 "text": c.chunk.text,
                 "quote": c.quote,
+                "quote_start": c.start,
+                "quote_end": c.end,
             }
             for c in answer.citations
+        ],
+        "sentences": [
+            {"text": s.text, "citations": list(s.citations), "supported": s.supported}
+            for s in answer.sentences
         ],
         "hits": [_hit_json(h) for h in answer.hits],
         "timings": {k: round(v, 3) for k, v in answer.timings.items()},
@@ -166,10 +172,17 @@ def ask(
         return
     if not live:
         typer.echo(answer.text)
-    elif streamed.strip() != answer.text:  # markers were cleaned or the answer was a refusal
+    elif streamed.strip() != answer.text:  # markers were checked or the answer was a refusal
         typer.echo(f"\n{answer.text}")
     else:
         typer.echo()
+    for sentence in answer.sentences:
+        if not sentence.supported:
+            typer.echo(f"(not supported by the passages: «{sentence.text}»)")
+    if answer.refused and answer.hits:
+        typer.echo("Closest passages:")
+        for h in answer.hits[:3]:
+            typer.echo(f"  {h.rank}. {h.chunk.title}: {' '.join(h.chunk.text.split())[:160]}")
     for c in answer.citations:
         page = f", page {c.chunk.page}" if c.chunk.page else ""
         typer.echo(f"[{c.n}] {c.chunk.title}{page}: «{c.quote}»")

@@ -61,6 +61,13 @@ class Settings:
     seed: int = 0
     # seconds an ingest or delete waits while another process writes to the same store
     lock_timeout: float = 60.0
+    # refuse without asking the model when the best passage's similarity to the question (the
+    # embedder's cosine) is below this; -1 = the value calibrated for the embedder
+    # (rag/support.py: multilingual-e5-small's; none for others), 0 = never
+    min_relevance: float = -1.0
+    # check each answer sentence against the passages, fix its [n] markers, flag unsupported
+    # sentences and refuse answers that no passage supports (rag/support.py)
+    check_citations: bool = True
 
     def __post_init__(self) -> None:
         if self.retrieval not in ("hybrid", "dense", "keyword"):
@@ -84,6 +91,11 @@ class Settings:
             raise ConfigError(f"threads must be >= 0 (0 = all cores), got {self.threads}.")
         if self.lock_timeout < 0:
             raise ConfigError(f"lock_timeout must be >= 0 seconds, got {self.lock_timeout}.")
+        if self.min_relevance != -1 and not 0 <= self.min_relevance <= 1:
+            raise ConfigError(
+                f"min_relevance must be between 0 and 1, or -1 for the embedder's calibrated "
+                f"value; got {self.min_relevance}."
+            )
         if not self.data_dir:
             raise ConfigError("data_dir must not be empty.")
 
@@ -112,10 +124,19 @@ class Settings:
                 continue
             kind = type(f.default) if f.default is not dataclasses.MISSING else str
             try:
-                values[f.name] = kind(raw)
+                values[f.name] = _parse_bool(raw) if kind is bool else kind(raw)
             except ValueError as e:
                 raise ConfigError(
                     f"RAGCHAT_{f.name.upper()}={raw!r} is not a valid {kind.__name__}."
                 ) from e
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)

@@ -26,7 +26,9 @@ from typing import Any
 
 from rag import metrics
 from rag.errors import ConfigError
+from rag.language import detect_language
 from rag.pipeline import Chatbot
+from rag.support import strip_markers
 from rag.types import Answer, Hit
 
 log = logging.getLogger(__name__)
@@ -143,7 +145,9 @@ def _hit_row(hit: Hit) -> dict[str, Any]:
     return {
         "doc_id": hit.chunk.doc_id,
         "chunk_id": hit.chunk.id,
+        "title": hit.chunk.title,
         "score": round(hit.score, 4),
+        "similarity": None if hit.similarity is None else round(hit.similarity, 4),
         "text": hit.chunk.text,
     }
 
@@ -161,9 +165,29 @@ def score_answer(q: EvalQuestion, answer: Answer) -> dict[str, Any]:
         "has_citation": float(bool(answer.citations)) if not answer.refused else None,
         "first_token_s": round(answer.timings["first_token"], 3),
         "total_s": round(answer.timings["total"], 3),
+        "check_s": round(answer.timings["check"], 3) if "check" in answer.timings else None,
         "prompt_tokens": answer.usage.get("prompt_tokens"),
         "completion_tokens": answer.usage.get("completion_tokens"),
+        "raw": answer.raw,
+        "sentences": [
+            {
+                "text": s.text,
+                "citations": list(s.citations),
+                "supported": s.supported,
+                "support": s.support,
+            }
+            for s in answer.sentences
+        ],
+        "question_lang": answer.language,
     }
+    if not answer.refused:
+        plain = strip_markers(answer.text)
+        row["answer_lang"] = detect_language(plain)
+        row["language_ok"] = float(row["answer_lang"] == answer.language)
+        if answer.sentences:
+            row["supported_share"] = sum(s.supported for s in answer.sentences) / len(
+                answer.sentences
+            )
     if q.unanswerable:
         row["refused_unanswerable"] = float(answer.refused)
         return row
@@ -206,8 +230,17 @@ METRICS = (
     "citation_recall",
     "refused_unanswerable",
     "refused_answerable",
+    "language_ok",
+    "supported_share",
 )
-COSTS = ("retrieval_ms", "first_token_s", "total_s", "prompt_tokens", "completion_tokens")
+COSTS = (
+    "retrieval_ms",
+    "first_token_s",
+    "total_s",
+    "check_s",
+    "prompt_tokens",
+    "completion_tokens",
+)
 
 
 def summarize(rows: Sequence[dict[str, Any]], seed: int = 0) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import re
 import threading
@@ -23,12 +24,13 @@ from rag import factory, prompts
 from rag.chunking import chunk_document, content_hash
 from rag.citations import MARKER, clean_markers, parse_citations
 from rag.config import Settings
-from rag.errors import EmptyIndex, UnsupportedDocument
+from rag.errors import ConfigError, EmptyIndex, GenerationError, UnsupportedDocument
 from rag.language import detect_language
 from rag.loaders import TEXT_SUFFIXES, find_files, is_section, iter_file
 from rag.protocols import DocumentStore, Embedder, Generator, Reranker
 from rag.retrieval import Retriever
-from rag.types import Answer, Chunk, Document, Hit, IngestReport, Skipped
+from rag.support import SupportChecker, answers_the_question, rules_for
+from rag.types import Answer, Chunk, Citation, Document, Hit, IngestReport, Sentence, Skipped
 
 if TYPE_CHECKING:
     from vectorstore.keyword import KeywordIndex
@@ -49,6 +51,7 @@ _REFUSAL = re.compile(
     r"n'est pas (mentionné|indiqué|précisé)",
     re.IGNORECASE,
 )
+_REWRITE_TOKENS = 80  # a standalone question is short; a longer reply is an answer, not a question
 _EMBED_BATCH = 256  # chunks embedded (and written) together across documents
 _HASH_BATCH = 256  # documents whose stored versions are looked up together
 
@@ -83,6 +86,7 @@ class Chatbot:
         self._keyword = keyword
         self._reranker = reranker
         self._writer: StoreLock | None = None
+        self._checker: SupportChecker | None = None
         self._lock = threading.Lock()
 
     # -- components, built on first use ---------------------------------------------------------
@@ -297,28 +301,98 @@ class Chatbot:
         return hits
 
     def ask(self, question: str) -> Answer:
-        """Answer a question from the documents, with citations."""
-        answer: Answer | None = None
-        for piece in self.stream(question):
-            if isinstance(piece, Answer):
-                answer = piece
-        assert answer is not None  # stream() always ends with the Answer
-        return answer
+        """Answer a question from the documents, with checked citations."""
+        return _last(self.stream(question))
 
-    def stream(self, question: str, hits: Sequence[Hit] | None = None) -> Iterator[str | Answer]:
+    def chat(self, messages: Sequence[dict[str, str]]) -> Answer:
+        """Answer the last user message of a conversation (`{"role", "content"}` dicts, oldest
+        first). A follow-up ("And when was that?") is first rewritten into a standalone
+        question from the earlier turns; `Answer.rewritten` holds what was searched for."""
+        return _last(self.stream_chat(messages))
+
+    def stream_chat(self, messages: Sequence[dict[str, str]]) -> Iterator[str | Answer]:
+        """`chat`, streamed like `stream`."""
+        turns = [m for m in messages if m.get("role") in ("user", "assistant")]
+        if not turns or turns[-1].get("role") != "user":
+            raise ConfigError("chat() needs a conversation that ends with a user message.")
+        question = str(turns[-1]["content"])
+        history = [m for m in turns[:-1] if str(m.get("content", "")).strip()]
+        if not history:
+            yield from self.stream(question)
+            return
+        t0 = time.perf_counter()
+        standalone = self.rewrite(history, question)
+        yield from self.stream(
+            question,
+            rewritten=standalone,
+            extra_timings={"rewrite": time.perf_counter() - t0},
+        )
+
+    def rewrite(self, history: Sequence[dict[str, str]], question: str) -> str:
+        """`question` made standalone from the conversation `history` by the model."""
+        generator = self.generator
+        text = "".join(
+            generator.stream(
+                prompts.rewrite_messages(history, question),
+                max_tokens=_REWRITE_TOKENS,
+                stop=["\n"],
+                temperature=0.0,
+            )
+        )
+        return prompts.clean_rewrite(text, question)
+
+    @property
+    def checker(self) -> SupportChecker:
+        embedder = self.embedder
+        with self._lock:
+            if self._checker is None:
+                self._checker = SupportChecker(embedder, rules_for(embedder.name))
+            return self._checker
+
+    def stream(
+        self,
+        question: str,
+        hits: Sequence[Hit] | None = None,
+        *,
+        rewritten: str | None = None,
+        extra_timings: dict[str, float] | None = None,
+    ) -> Iterator[str | Answer]:
         """Yield the answer's text as it is generated, then the final Answer.
 
-        The final Answer's text is authoritative: markers naming no passage are removed, and a
-        refusal is replaced by a sentence in the question's language. `hits` skips retrieval
-        and answers from the given passages (evaluation retrieves once for both)."""
+        The final Answer's text is authoritative: its citations are checked against the
+        passages (rag/support.py), and a refusal is replaced by a sentence in the question's
+        language. The model is not asked when no passage is relevant enough
+        (`settings.min_relevance`). `hits` skips retrieval and answers from the given passages
+        (evaluation retrieves once for both); `rewritten` is searched for instead of
+        `question` (a follow-up made standalone)."""
         t0 = time.perf_counter()
-        hits = list(hits) if hits is not None else self.search(question)
-        t_retrieval = time.perf_counter() - t0
+        query = rewritten or question
+        hits = list(hits) if hits is not None else self.search(query)
+        timings = dict(extra_timings or {})
+        timings["retrieval"] = time.perf_counter() - t0
         language = detect_language(question)
-        messages = prompts.build_messages(question, hits, language)
+        answer = functools.partial(
+            Answer, question=question, rewritten=rewritten, language=language
+        )
+        if not self._relevant(hits):
+            text = prompts.refusal(language)
+            yield text
+            timings["total"] = time.perf_counter() - t0
+            timings["first_token"] = timings["total"]
+            yield answer(text=text, citations=(), hits=tuple(hits), refused=True, timings=timings)
+            return
         generator = self.generator
+        budget = self.settings.context_window - self.settings.max_tokens
+        packed, prompt_size = prompts.pack(query, hits, language, generator.count_tokens, budget)
+        if not packed:
+            raise GenerationError(
+                f"No passage fits the model's context ({self.settings.context_window} tokens, "
+                f"{self.settings.max_tokens} kept for the answer). Raise context_window or "
+                "lower max_tokens."
+            )
+        messages = prompts.build_messages(query, packed, language)
         raw, first_token = "", None
-        held = ""  # text held back while it could still be the NOT_FOUND sentinel
+        held: str | None = ""  # text held back while it could still be the NOT_FOUND sentinel
         for piece in generator.stream(
             messages, max_tokens=self.settings.max_tokens, temperature=self.settings.temperature
         ):
@@ -329,25 +403,67 @@ class Chatbot:
                 held += piece
                 if prompts.NOT_FOUND.startswith(held.strip()):
                     continue
-                piece, held = held, None  # type: ignore[assignment]
+                piece, held = held, None
             yield piece
-        total = time.perf_counter() - t0
-        refused = _is_refusal(raw, len(hits))
-        text = prompts.refusal(language) if refused else clean_markers(raw, len(hits))
-        citations = [] if refused else parse_citations(text, hits)
-        if refused and held is not None:
-            yield text
+        timings["generation"] = time.perf_counter() - t0
+        timings["first_token"] = first_token or timings["generation"]
+        usage = dict(getattr(generator, "last_usage", {}) or {})
+        usage.update(prompt_budget=budget, prompt_estimate=prompt_size, passages=len(packed))
+        refused = _is_refusal(raw, len(packed))
+        sentences: tuple[Sentence, ...] = ()
+        citations: tuple[Citation, ...] = ()
+        if not refused:
+            t_check = time.perf_counter()
+            cleaned = clean_markers(raw, len(packed))
+            if self.settings.check_citations:
+                checked = self.checker.check(
+                    cleaned, packed, question=query, drop=prompts.leaks_instructions
+                )
+                text, sentences, citations = checked.text, checked.sentences, checked.citations
+                supported = " ".join(s.text for s in sentences if s.supported)
+                # refused when no passage supports it as a whole, or when what is supported
+                # is no answer to the question ("how many?" answered without a number)
+                refused = not supported or not answers_the_question(query, supported)
+            else:
+                text, citations = cleaned, tuple(parse_citations(cleaned, packed))
+            timings["check"] = time.perf_counter() - t_check
+        if refused:
+            text, citations = prompts.refusal(language), ()
+            if held is not None:
+                yield text
         elif held:
             yield held
-        yield Answer(
-            question=question,
+        timings["total"] = time.perf_counter() - t0
+        yield answer(
             text=text,
-            citations=tuple(citations),
-            hits=tuple(hits),
+            citations=citations,
+            hits=tuple(packed),
             refused=refused,
-            timings={"retrieval": t_retrieval, "first_token": first_token or total, "total": total},
-            usage=dict(getattr(generator, "last_usage", {}) or {}),
+            timings=timings,
+            usage=usage,
+            sentences=sentences,
+            raw=raw,
         )
+
+    def _relevant(self, hits: Sequence[Hit]) -> bool:
+        """Whether retrieval found anything worth asking the model about: some hit, and the
+        best dense similarity at least `settings.min_relevance` (when dense search ran)."""
+        if not hits:
+            return False
+        threshold = self.settings.min_relevance
+        if threshold < 0:
+            threshold = rules_for(self.embedder.name).relevance
+        similarities = [h.similarity for h in hits if h.similarity is not None]
+        return not similarities or max(similarities) >= threshold
+
+
+def _last(pieces: Iterable[str | Answer]) -> Answer:
+    answer = None
+    for piece in pieces:
+        if isinstance(piece, Answer):
+            answer = piece
+    assert answer is not None  # stream() always ends with the Answer
+    return answer
 
 
 def _is_refusal(raw: str, n_hits: int) -> bool:

@@ -1,13 +1,17 @@
 """Prompt text: the system rules and the numbered, fenced passages the model answers from.
 
-Also the refusal sentence in the question's language (detected by rag/language.py). Nothing
-here calls a model.
+Also the refusal sentence in the question's language (detected by rag/language.py), the packing
+of passages into the model's context by token count, and the prompt that rewrites a follow-up
+question into a standalone one. Nothing here calls a model; token counts come from the caller.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
 
+from rag.chunking import split_sentences
 from rag.types import Hit
 
 NOT_FOUND = "NOT_FOUND"
@@ -65,11 +69,134 @@ def format_passages(hits: Sequence[Hit]) -> str:
     return "\n\n".join(blocks)
 
 
+def language_name(language: str) -> str:
+    return LANGUAGE_NAMES.get(language, "the same language as the question")
+
+
+def system_prompt(language: str) -> str:
+    return SYSTEM.format(language=language_name(language), not_found=NOT_FOUND)
+
+
 def build_messages(question: str, hits: Sequence[Hit], language: str) -> list[dict[str, str]]:
-    """The chat messages for one question over numbered passages."""
-    system = SYSTEM.format(
-        language=LANGUAGE_NAMES.get(language, "the same language as the question"),
-        not_found=NOT_FOUND,
+    """The chat messages for one question over numbered passages. The answer language is
+    repeated after the question: small models otherwise drift into the passages' language."""
+    user = (
+        f"Passages:\n\n{format_passages(hits)}\n\nQuestion: {question}\n"
+        f"(Answer in {language_name(language)}.)"
     )
-    user = f"Passages:\n\n{format_passages(hits)}\n\nQuestion: {question}"
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return [
+        {"role": "system", "content": system_prompt(language)},
+        {"role": "user", "content": user},
+    ]
+
+
+# tokens of the chat template around the messages (role headers, end markers): Qwen's is ~12
+TEMPLATE_TOKENS = 24
+
+
+def pack(
+    question: str,
+    hits: Sequence[Hit],
+    language: str,
+    count_tokens: Callable[[str], int],
+    budget: int,
+) -> tuple[list[Hit], int]:
+    """The passages that fit a prompt of `budget` tokens, most relevant first, and the
+    prompt's size in tokens (as `count_tokens`, the model's tokenizer, counts it).
+
+    Passages are taken whole in rank order; the first that does not fit is cut after its last
+    sentence that fits (never mid-sentence), and the rest are left out."""
+    fixed = count_tokens(system_prompt(language)) + TEMPLATE_TOKENS
+    fixed += count_tokens(build_messages(question, [], language)[1]["content"])
+    used, packed = fixed, []
+    for hit in hits:
+        cost = count_tokens(format_passages([hit])) + 2  # the blank line between passages
+        if used + cost <= budget:
+            packed.append(dataclasses.replace(hit, rank=len(packed) + 1))
+            used += cost
+            continue
+        cut = _cut_to_fit(hit, budget - used, count_tokens)
+        if cut is not None:
+            packed.append(dataclasses.replace(cut, rank=len(packed) + 1))
+            used += count_tokens(format_passages([cut])) + 2
+        break
+    return packed, used
+
+
+def _cut_to_fit(hit: Hit, room: int, count_tokens: Callable[[str], int]) -> Hit | None:
+    """The hit with its chunk cut after the last whole sentence that fits `room` tokens."""
+    text = hit.chunk.text
+    best = None
+    for _, end in split_sentences(text):
+        chunk = dataclasses.replace(hit.chunk, text=text[:end], end=hit.chunk.start + end)
+        candidate = dataclasses.replace(hit, chunk=chunk)
+        if count_tokens(format_passages([candidate])) + 2 > room:
+            break
+        best = candidate
+    return best
+
+
+REWRITE = """You rewrite the user's last question so that it can be understood without the \
+conversation. Replace pronouns and vague references ("he", "that", "there", "the other one") \
+with the names, places and events of the conversation they refer to. Keep the question's \
+language and meaning; do not answer it. If it is already clear on its own, repeat it \
+unchanged. Reply with the question only, on one line.
+
+Examples:
+Conversation:
+User: Who runs the textile museum of Lyon?
+Assistant: The museum is run by the Chamber of Commerce of Lyon.
+Last question: And since when?
+Standalone question: Since when has the Chamber of Commerce of Lyon run the textile museum?
+
+Conversation:
+User: Qui dirige le musée des Tissus ?
+Assistant: La Chambre de commerce de Lyon.
+Last question: Et où se trouve-t-il ?
+Standalone question: Où se trouve le musée des Tissus ?"""
+
+_HISTORY_CHARS = 600  # of each earlier turn shown to the rewriter
+
+
+def rewrite_messages(history: Sequence[dict[str, str]], question: str) -> list[dict[str, str]]:
+    """The chat messages asking the model for a standalone version of `question`, given the
+    earlier turns (`{"role": "user"|"assistant", "content"}`; citation markers are dropped)."""
+    lines = []
+    for turn in history[-6:]:
+        role = "User" if turn.get("role") == "user" else "Assistant"
+        content = re.sub(r"\[\d+(?:[,;\s]*\d+)*\]", "", str(turn.get("content", "")))
+        content = " ".join(content.split())[:_HISTORY_CHARS]
+        lines.append(f"{role}: {content}")
+    user = (
+        "Conversation:\n" + "\n".join(lines) + f"\n\nLast question: {question}\n"
+        "Standalone question:"
+    )
+    return [{"role": "system", "content": REWRITE}, {"role": "user", "content": user}]
+
+
+def clean_rewrite(text: str, question: str) -> str:
+    """The model's rewrite as one question; the original question when the rewrite is empty
+    or runs on (an answer instead of a question)."""
+    line = next((ln.strip() for ln in text.strip().splitlines() if ln.strip()), "")
+    line = re.sub(r"^(standalone question|question)\s*:\s*", "", line, flags=re.IGNORECASE)
+    line = line.strip().strip('"“”«»').strip()
+    if not line or len(line) > max(300, 4 * len(question)):
+        return question
+    return line
+
+
+_SHINGLE = 8  # words in a row copied from the system prompt that make an answer a leak
+
+
+def _shingles(text: str) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i : i + _SHINGLE]) for i in range(len(words) - _SHINGLE + 1)}
+
+
+_SYSTEM_SHINGLES = _shingles(SYSTEM) | _shingles(REWRITE)
+
+
+def leaks_instructions(text: str) -> bool:
+    """Whether `text` copies part of ragchat's own instructions (8 words in a row): a passage
+    that asks the model to print its prompt must not get it shown."""
+    return bool(_shingles(text) & _SYSTEM_SHINGLES)

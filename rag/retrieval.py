@@ -12,7 +12,7 @@ evaluation sets only (`bench/tune_fusion.py`; figures in docs/results.md).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from rag.errors import ConfigError
@@ -101,7 +101,8 @@ class Retriever:
         return self._fetch(fused, depth)
 
     def dense(self, query: str, k: int) -> list[Hit]:
-        return self.store.search(self.embedder.embed_query(query), k)
+        hits = self.store.search(self.embedder.embed_query(query), k)
+        return [replace(h, similarity=h.score) for h in hits]
 
     def keyword_hits(self, query: str, k: int) -> list[Hit]:
         return self._fetch(self._keyword_candidates(query, k), k)[0]
@@ -109,7 +110,7 @@ class Retriever:
     def _dense_candidates(self, query: str, k: int) -> list[Hit]:
         """Dense hits holding only the chunk id: texts are fetched after fusion (`_fetch`)."""
         return [
-            Hit(chunk=Chunk(cid, "", "", 0, 0, {_BARE: True}), score=score, rank=r)
+            Hit(Chunk(cid, "", "", 0, 0, {_BARE: True}), score=score, rank=r, similarity=score)
             for r, (cid, score) in enumerate(
                 self.store.nearest_ids(self.embedder.embed_query(query), k), 1
             )
@@ -142,12 +143,12 @@ class Retriever:
                 if not h.chunk.metadata.get(_BARE):
                     found.append(h)
                 elif h.chunk.id in chunks:
-                    found.append(Hit(chunks[h.chunk.id], h.score, h.rank))
+                    found.append(replace(h, chunk=chunks[h.chunk.id]))
                 else:
                     lost += 1
             if len(found) >= k or not lost:
                 break
-        return [Hit(h.chunk, h.score, r) for r, h in enumerate(found[:k], 1)], lost
+        return [replace(h, rank=r) for r, h in enumerate(found[:k], 1)], lost
 
 
 def newest_versions(hits: Sequence[Hit]) -> list[Hit]:
@@ -163,7 +164,7 @@ def newest_versions(hits: Sequence[Hit]) -> list[Hit]:
     ]
     if len(kept) == len(hits):
         return list(hits)
-    return [Hit(h.chunk, h.score, r) for r, h in enumerate(kept, 1)]
+    return [replace(h, rank=r) for r, h in enumerate(kept, 1)]
 
 
 def fuse(
@@ -178,9 +179,11 @@ def fuse(
         keyword_part = [1.0 / (fusion.rrf_k + r) for r in range(1, len(keyword) + 1)]
     scores: dict[str, float] = {}
     chunks: dict[str, Chunk] = {}
+    similarity: dict[str, float | None] = {}
     for hit, part in zip(dense, dense_part, strict=True):
         chunks[hit.chunk.id] = hit.chunk
         scores[hit.chunk.id] = part
+        similarity[hit.chunk.id] = hit.similarity
     for hit, part in zip(keyword, keyword_part, strict=True):
         same = hit.chunk.metadata.get("lang", query_lang) == query_lang
         weight = fusion.same_language if same else fusion.other_language
@@ -189,7 +192,10 @@ def fuse(
         chunks.setdefault(hit.chunk.id, hit.chunk)
         scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + weight * part
     best = sorted(scores, key=lambda cid: -scores[cid])[:k]
-    return [Hit(chunk=chunks[cid], score=scores[cid], rank=r) for r, cid in enumerate(best, 1)]
+    return [
+        Hit(chunks[cid], score=scores[cid], rank=r, similarity=similarity.get(cid))
+        for r, cid in enumerate(best, 1)
+    ]
 
 
 def _normalised(hits: Sequence[Hit]) -> list[float]:

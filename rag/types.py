@@ -56,6 +56,10 @@ class Hit:
     chunk: Chunk
     score: float
     rank: int
+    # the embedder's cosine similarity between the question and the chunk, when dense search
+    # ranked it (hybrid and dense modes); the fused `score` is rank-based and says nothing of
+    # how relevant the best hit is, this does (the refusal threshold reads it)
+    similarity: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,16 +78,39 @@ class Citation:
 
 
 @dataclass(frozen=True, slots=True)
+class Sentence:
+    """One sentence of an answer after its citations were checked (rag/support.py).
+
+    `citations` are the passage numbers that support it (the model's markers, corrected);
+    `supported` is False when no retrieved passage supports it: it is shown as such and cites
+    nothing. `support` is the best support score found (0..1)."""
+
+    text: str  # without its markers
+    citations: tuple[int, ...]
+    supported: bool
+    support: float
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
-    """The result of a question: the text with its `[n]` markers and what they point at."""
+    """The result of a question: the text with its `[n]` markers and what they point at.
+
+    `text` is the checked answer: each sentence followed by the markers of the passages that
+    support it. `sentences` holds the same sentences with their support; `raw` is the model's
+    text as generated. `rewritten` is the standalone question searched for when the question
+    was a follow-up rewritten from the conversation (Chatbot.chat)."""
 
     question: str
     text: str
     citations: tuple[Citation, ...]
     hits: tuple[Hit, ...]
     refused: bool
-    timings: dict[str, float]  # seconds: retrieval, first_token, total
-    usage: dict[str, int] = field(default_factory=dict)  # prompt_tokens, completion_tokens
+    timings: dict[str, float]  # seconds: retrieval, first_token, total, ...
+    usage: dict[str, int] = field(default_factory=dict)  # prompt_tokens, completion_tokens, ...
+    sentences: tuple[Sentence, ...] = ()
+    raw: str = ""
+    rewritten: str | None = None
+    language: str = ""  # the question's language, which the answer is written in
 
 
 @dataclass(frozen=True, slots=True)

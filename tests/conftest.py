@@ -104,8 +104,10 @@ def scripted() -> ScriptedGenerator:
 
 @pytest.fixture
 def scripted_bot(
-    settings: Settings, minilm: SentenceTransformerEmbedder, scripted: ScriptedGenerator
+    settings: Settings, e5: SentenceTransformerEmbedder, scripted: ScriptedGenerator
 ) -> Chatbot:
-    bot = Chatbot(settings, embedder=minilm, generator=scripted)
+    """The sample article with the default embedder (citation checking is calibrated for it)
+    and a generator that gives the replies a test queues."""
+    bot = Chatbot(settings, embedder=e5, generator=scripted)
     bot.ingest([SAMPLE_CORPUS])
     return bot

@@ -64,9 +64,9 @@ def test_summary_of_hand_made_rows() -> None:
     assert s["outcomes"] == {"correct": 1, "wrong": 1, "refused_rightly": 1}
 
 
-def test_scripted_answers_give_exact_metrics(settings, minilm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_scripted_answers_give_exact_metrics(settings, e5, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     gen = ScriptedGenerator()
-    bot = Chatbot(settings, embedder=minilm, generator=gen)
+    bot = Chatbot(settings, embedder=e5, generator=gen)
     bot.ingest([GOLD_DOCS])
     q1 = EvalQuestion(
         "q1", "Who is the director of the CIA?", ("William Burns",), "hammouchi-p3", False
@@ -84,6 +84,10 @@ def test_scripted_answers_give_exact_metrics(settings, minilm, tmp_path: Path) -
     assert m["refused_answerable"]["mean"] == 0.0 and m["has_citation"]["n"] == 1
     assert [r["outcome"] for r in result.rows] == ["correct", "refused_rightly"]
     assert result.complete
+    first = result.rows[0]
+    assert first["language_ok"] == 1.0 and first["answer_lang"] == "en"
+    assert first["sentences"][0]["supported"] and first["raw"].startswith("The director")
+    assert m["language_ok"]["mean"] == 1.0 and m["supported_share"]["mean"] == 1.0
 
 
 def test_eval_command_end_to_end_with_small_model(

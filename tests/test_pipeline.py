@@ -80,7 +80,9 @@ def test_answer_citations_point_at_retrieved_passages(
     assert [c.n for c in answer.citations] == [gold]
     assert "Avril Haines" in answer.citations[0].quote
     assert not answer.refused
-    assert set(answer.timings) == {"retrieval", "first_token", "total"}
+    assert set(answer.timings) == {"retrieval", "first_token", "generation", "check", "total"}
+    assert answer.sentences[0].supported and answer.sentences[0].citations == (gold,)
+    assert answer.usage["passages"] == len(answer.hits) and answer.usage["prompt_budget"] > 0
     # the prompt numbered the same passages the answer's hits hold, in order
     user = scripted.prompts[-1][1]["content"]
     for n, hit in enumerate(answer.hits, 1):
@@ -105,6 +107,53 @@ def test_uncited_refusal_phrase_counts_as_refusal(
 ) -> None:
     scripted.enqueue("The passages do not mention the capital of Peru.")
     assert scripted_bot.ask("What is the capital of Peru?").refused
+
+
+def test_an_answer_no_passage_supports_is_refused_with_the_closest_passages(
+    scripted_bot: Chatbot, scripted: ScriptedGenerator
+) -> None:
+    scripted.enqueue("Abdellatif Hammouchi is 58 years old and was born in Taza [1].")
+    answer = scripted_bot.ask("How old is Hammouchi?")
+    assert answer.refused and answer.citations == ()
+    assert answer.text == "I could not find this in your documents."
+    assert answer.hits and answer.raw.startswith("Abdellatif Hammouchi is 58")
+
+
+def test_nothing_relevant_is_refused_without_asking_the_model(
+    scripted_bot: Chatbot, scripted: ScriptedGenerator
+) -> None:
+    strict = Chatbot(
+        scripted_bot.settings.replace(min_relevance=0.99),
+        embedder=scripted_bot.embedder,
+        generator=scripted,
+    )
+    answer = strict.ask("What is the boiling point of tungsten?")
+    assert answer.refused and answer.hits and scripted.prompts == []
+    assert answer.text == "I could not find this in your documents."
+
+
+def test_a_follow_up_is_searched_as_a_standalone_question(
+    scripted_bot: Chatbot, scripted: ScriptedGenerator
+) -> None:
+    scripted.enqueue("Who is the director of the FBI that Hammouchi met?")
+    scripted.enqueue("Christopher Wray [1].")
+    answer = scripted_bot.chat(
+        [
+            {"role": "user", "content": QUESTION},
+            {"role": "assistant", "content": "Avril Haines, William Burns and Christopher Wray."},
+            {"role": "user", "content": "And the FBI one?"},
+        ]
+    )
+    assert answer.question == "And the FBI one?"
+    assert answer.rewritten == "Who is the director of the FBI that Hammouchi met?"
+    rewrite_prompt, answer_prompt = scripted.prompts
+    assert "And the FBI one?" in rewrite_prompt[1]["content"]
+    assert (
+        "Question: Who is the director of the FBI that Hammouchi met?"
+        in (answer_prompt[1]["content"])
+    )
+    assert answer.citations and "Christopher Wray" in answer.citations[0].quote
+    assert "rewrite" in answer.timings
 
 
 def test_real_small_model_streams_then_answers(sample_bot: Chatbot) -> None:

@@ -1,5 +1,13 @@
 from rag.language import detect_language
-from rag.prompts import NOT_FOUND, build_messages, refusal
+from rag.prompts import (
+    NOT_FOUND,
+    build_messages,
+    clean_rewrite,
+    format_passages,
+    pack,
+    refusal,
+    rewrite_messages,
+)
 from rag.types import Chunk, Hit
 
 
@@ -26,4 +34,48 @@ def test_messages_number_and_fence_passages() -> None:
     assert '<passage id="2"' in user["content"]
     # a passage cannot close its own fence
     assert user["content"].count("</passage>") == 2
-    assert user["content"].rstrip().endswith("Question: Who?")
+    assert "Question: Who?\n(Answer in English.)" in user["content"]
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def passage(i: int, text: str) -> Hit:
+    return Hit(Chunk(f"c{i}", "d", text, 100, 100 + len(text), {"title": "T"}), 1.0 / i, i)
+
+
+def test_passages_are_packed_by_tokens_most_relevant_first_never_mid_sentence() -> None:
+    long = "One two three four five. Six seven eight nine ten. Eleven twelve thirteen."
+    hits = [passage(1, "Alpha beta gamma."), passage(2, long), passage(3, "Not reached.")]
+    everything, size = pack("Who?", hits, "en", words, budget=10_000)
+    assert [h.chunk.text for h in everything] == [h.chunk.text for h in hits]
+    fixed = size - sum(words(format_passages([h])) + 2 for h in hits)
+    # room for the first passage and the first two sentences of the second
+    cut = words(format_passages([passage(2, "One two three four five. Six seven eight nine ten.")]))
+    budget = fixed + words(format_passages(hits[:1])) + 2 + cut + 2
+    packed, used = pack("Who?", hits, "en", words, budget=budget)
+    assert [h.chunk.text for h in packed] == [
+        "Alpha beta gamma.",
+        "One two three four five. Six seven eight nine ten.",
+    ]
+    assert used <= budget and [h.rank for h in packed] == [1, 2]
+    trimmed = packed[1].chunk
+    assert trimmed.end - trimmed.start == len(trimmed.text)  # offsets still into the document
+    nothing, _ = pack("Who?", hits, "en", words, budget=fixed)
+    assert nothing == []
+
+
+def test_a_follow_up_is_rewritten_from_the_conversation() -> None:
+    history = [
+        {"role": "user", "content": "Who did Hammouchi meet?"},
+        {"role": "assistant", "content": "Avril Haines, William Burns and Christopher Wray [1]."},
+    ]
+    system, user = rewrite_messages(history, "And when was that?")
+    assert "standalone" in user["content"].lower() and "[1]" not in user["content"]
+    assert "User: Who did Hammouchi meet?" in user["content"]
+    assert user["content"].index("Wray") < user["content"].index("And when was that?")
+    assert clean_rewrite(' "When did Hammouchi meet them?"\nextra', "x") == (
+        "When did Hammouchi meet them?"
+    )
+    assert clean_rewrite("", "And when?") == "And when?"

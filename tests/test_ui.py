@@ -11,7 +11,7 @@ from rag import Chatbot
 from rag.types import Chunk, Citation
 from tests.browser import browser_page, free_port
 from tests.conftest import ScriptedGenerator
-from ui.app import build_app, escape, save_upload, source_message
+from ui.app import build_app, escape, save_upload, source_message, warm_up
 
 QUESTION = "Who did Hammouchi meet?"
 
@@ -51,7 +51,7 @@ def test_uploads_get_safe_names_inside_the_data_dir(tmp_path: Path) -> None:
 
 @pytest.fixture
 def served(scripted_bot: Chatbot):  # type: ignore[no-untyped-def]
-    demo = build_app(scripted_bot)
+    demo = build_app(scripted_bot, readiness=warm_up(scripted_bot))
     demo.queue()
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
@@ -73,11 +73,20 @@ def test_browser_answer_with_openable_source(
 ) -> None:
     hits = scripted_bot.search(QUESTION)
     gold = next(i for i, h in enumerate(hits, 1) if "Avril Haines" in h.chunk.text)
-    scripted.enqueue(f"Avril Haines, William Burns and Christopher Wray [{gold}].")
+    scripted.enqueue(
+        f"Avril Haines, William Burns and Christopher Wray [{gold}]. "
+        f"He gave them a gold medal on 4 July 2019 [{gold}]."
+    )
     with browser_page() as page:
         ask(page, served, QUESTION)
         bot_text = page.locator("#chat [data-testid='bot']").first.inner_text()
         assert f"Avril Haines, William Burns and Christopher Wray [{gold}]" in bot_text
+        # the models' loading status, shown while they load, says they are ready
+        assert "Ready: scripted answers" in page.locator("#model-status").inner_text()
+        # the invented sentence is shown as unsupported, without a citation
+        assert "He gave them a gold medal on 4 July 2019. (not supported by the passages)" in (
+            bot_text
+        )
         source = page.get_by_text(re.compile(rf"^\[{gold}\] hammouchi"))
         source.click()
         mark = page.locator("#chat mark").first

@@ -1,9 +1,11 @@
 """The Gradio chat: Blocks over the public API (Chatbot), nothing more.
 
 A streaming chat whose answers are followed by their sources: one collapsible entry per `[n]`
-citation, titled with the document name and page, holding the passage with the cited part
-highlighted. Beside it, an upload box that ingests files with progress, and the documents in the
-store.
+citation, titled with the document name and page, holding the passage with the quote that
+supports the answer highlighted. Sentences no passage supports are marked; a refusal is followed
+by the closest passages; a follow-up question shows the standalone question that was searched.
+Beside it, an upload box that ingests files with progress, and the documents in the store. The
+models' loading status is shown until they are loaded.
 
 Security (README, "Security"): everything taken from documents (passages, titles, file names,
 messages naming them) is escaped before it is shown, and Gradio sanitises the model's answers;
@@ -23,6 +25,7 @@ import re
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,8 @@ import gradio as gr
 from rag.errors import ConfigError, RagChatError, UnsupportedDocument
 from rag.loaders import SUPPORTED_SUFFIXES, display_path
 from rag.pipeline import Chatbot
-from rag.types import Answer, Citation
+from rag.support import with_markers
+from rag.types import Answer, Chunk, Citation
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,55 @@ def source_message(citation: Citation) -> dict[str, Any]:
         "content": body,
         "metadata": {"title": f"[{citation.n}] {escape(chunk.title)}{page}", "status": "done"},
     }
+
+
+def passage_message(n: int, chunk: Chunk, label: str = "") -> dict[str, Any]:
+    """A collapsible chat entry showing a passage that was not cited (a refusal's closest)."""
+    page = f" · page {chunk.page}" if chunk.page else ""
+    return {
+        "role": "assistant",
+        "content": escape(chunk.text),
+        "metadata": {"title": f"{label}{n}. {escape(chunk.title)}{page}", "status": "done"},
+    }
+
+
+def answer_markdown(answer: Answer) -> str:
+    """The answer as shown: sentences no passage supports are marked as such, and a rewritten
+    follow-up question is shown above the answer."""
+    if answer.sentences and not answer.refused:
+        parts = [
+            with_markers(s.text, s.citations)
+            if s.supported
+            else f"⚠️ *{s.text}* _(not supported by the passages)_"
+            for s in answer.sentences
+        ]
+        body = " ".join(parts)
+    else:
+        body = answer.text
+    if answer.rewritten and answer.rewritten != answer.question:
+        body = f"*Searched for:* {escape(answer.rewritten)}\n\n{body}"
+    return body
+
+
+def answer_messages(answer: Answer) -> list[dict[str, Any]]:
+    """The entries below an answer: its citations, or a refusal's closest passages."""
+    if answer.refused:
+        return [passage_message(h.rank, h.chunk, "Closest passage ") for h in answer.hits[:3]]
+    return [source_message(c) for c in answer.citations]
+
+
+def conversation(history: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The user questions and assistant answers of the chat (sources left out), as text."""
+    turns = []
+    for m in history:
+        if m.get("metadata") or m.get("role") not in ("user", "assistant"):
+            continue
+        content = m.get("content")
+        if isinstance(content, list):  # Gradio 6 message parts
+            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        if isinstance(content, str) and content.strip():
+            turns.append({"role": str(m["role"]), "content": content})
+    return turns
 
 
 def documents_table(bot: Chatbot) -> list[list[Any]]:
@@ -123,7 +176,11 @@ def keep_gradio_files_in(data_dir: str | Path) -> Path:
     return cache
 
 
-def build_app(bot: Chatbot, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> gr.Blocks:
+def build_app(
+    bot: Chatbot, max_upload_bytes: int = MAX_UPLOAD_BYTES, readiness: Readiness | None = None
+) -> gr.Blocks:
+    """The page. With `readiness` (from warm_up), it shows the models' loading status until
+    they are loaded."""
     keep_gradio_files_in(bot.settings.data_dir)
 
     def respond(message: str, history: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
@@ -131,6 +188,7 @@ def build_app(bot: Chatbot, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> gr.Bloc
         if not message:
             yield history, ""
             return
+        messages = [*conversation(history), {"role": "user", "content": message}]
         history = [
             *history,
             {"role": "user", "content": message},
@@ -139,7 +197,7 @@ def build_app(bot: Chatbot, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> gr.Bloc
         yield history, ""
         try:
             answer: Answer | None = None
-            for piece in bot.stream(message):
+            for piece in bot.stream_chat(messages):
                 if isinstance(piece, Answer):
                     answer = piece
                 else:
@@ -151,8 +209,8 @@ def build_app(bot: Chatbot, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> gr.Bloc
             yield history, ""
             return
         assert answer is not None
-        history[-1]["content"] = answer.text
-        history.extend(source_message(c) for c in answer.citations)
+        history[-1]["content"] = answer_markdown(answer)
+        history.extend(answer_messages(answer))
         yield history, ""
 
     def ingest_uploads(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> Any:
@@ -230,6 +288,15 @@ def build_app(bot: Chatbot, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> gr.Bloc
             "## ragchat — ask your documents\nAnswers cite their passages as [1], [2]; "
             "open a source below an answer to read the passage."
         )
+        if readiness is not None:
+            model_status = gr.Markdown(readiness.message, elem_id="model-status")
+            poll = gr.Timer(1.0, active=not readiness.done)
+            poll.tick(
+                lambda: (readiness.message, gr.Timer(active=not readiness.done)),
+                None,
+                [model_status, poll],
+                queue=False,
+            )
         with gr.Tab("Chat"):
             with gr.Row():
                 with gr.Column(scale=3):
@@ -319,17 +386,37 @@ def build_app(bot: Chatbot, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> gr.Bloc
     return demo
 
 
-def warm_up(bot: Chatbot) -> None:
-    """Load the models in the background so the first question does not wait for them."""
+@dataclass
+class Readiness:
+    """What the page says about the models while they load in the background."""
+
+    message: str = "⏳ Loading the models… questions asked now wait for them."
+    done: bool = False
+
+
+def warm_up(bot: Chatbot) -> Readiness:
+    """Load the models in the background so the first question does not wait for them; the
+    returned Readiness follows the loading (the page shows it)."""
+    readiness = Readiness()
 
     def run() -> None:
+        t0 = time.perf_counter()
         try:
             _ = bot.store  # loads the embedder and opens the store
+            readiness.message = "⏳ Loading the answer model… questions asked now wait for it."
             bot.generator.count_tokens("warm up")
-        except Exception:  # reported again, with its message, on the first question
+            readiness.message = (
+                f"✅ Ready: {escape(bot.generator.name)} answers, "
+                f"{escape(bot.embedder.name)} searches (loaded in "
+                f"{time.perf_counter() - t0:.0f} s)."
+            )
+        except Exception as e:  # reported again, with its message, on the first question
             log.exception("warm-up failed")
+            readiness.message = f"⚠️ The models could not be loaded: {escape(str(e))}"
+        readiness.done = True
 
     threading.Thread(target=run, daemon=True, name="ragchat-warm-up").start()
+    return readiness
 
 
 def is_loopback(host: str) -> bool:
@@ -376,8 +463,8 @@ def launch(
     """Serve the chat; see check_exposure for when it refuses. Blocks unless the Gradio option
     `prevent_thread_lock=True` is passed, then returns the app (close it with `.close()`)."""
     check_exposure(host, auth)
-    warm_up(bot)
-    demo = build_app(bot, max_upload_bytes)
+    readiness = warm_up(bot)
+    demo = build_app(bot, max_upload_bytes, readiness)
     demo.queue(default_concurrency_limit=4)
     settings = bot.settings
     demo.launch(

@@ -1,0 +1,181 @@
+"""Calibrate citation checking (rag/support.py) and the refusal threshold on evaluation runs.
+
+    # thresholds of the checker, replayed on the answers of `ragchat eval` runs (*_mini sets)
+    python bench/calibrate_support.py checker RUN_DIR [RUN_DIR ...]
+    # the relevance threshold: best question-passage similarity of answerable and
+    # unanswerable questions (retrieval only), QUESTIONS.jsonl:STORE pairs
+    python bench/calibrate_support.py relevance QUESTIONS.jsonl:STORE [...]
+
+`checker` embeds each answer's sentences against its retrieved passages once, then replays the
+checking decisions for a grid of Rules and prints, per setting: citation precision (as
+`ragchat eval` measures it), answers left with a citation, correct answers lost (refused because
+no sentence was found supported) and unanswerable questions refused. Results go to
+bench/results/calibrate_support.json.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rag import metrics  # noqa: E402
+from rag.citations import clean_markers  # noqa: E402
+from rag.config import Settings  # noqa: E402
+from rag.pipeline import _is_refusal  # noqa: E402
+from rag.support import Rules, SupportChecker, decide, split_claims  # noqa: E402
+from rag.types import Chunk, Hit  # noqa: E402
+
+OUT = ROOT / "bench" / "results" / "calibrate_support.json"
+
+
+def _embedder():  # type: ignore[no-untyped-def]
+    from models.embedders import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(
+        "multilingual-e5-small", models_dir=Settings.from_env().models_dir
+    )
+
+
+def _titles() -> dict[str, str]:
+    """Document titles by id (eval rows keep chunk texts, not titles; the model saw both)."""
+    titles = {}
+    shared = Path(os.environ.get("RAGCHAT_EVAL_DATA", ROOT.parent / "shared" / "eval"))
+    for path in [
+        ROOT / "eval" / "hammouchi" / "documents.jsonl",
+        *shared.glob("*/documents.jsonl"),
+    ]:
+        for line in open(path, encoding="utf-8"):
+            doc = json.loads(line)
+            titles[doc["id"]] = doc.get("title", "")
+    return titles
+
+
+def checker(runs: list[str]) -> None:
+    chk = SupportChecker(_embedder())
+    titles = _titles()
+    cases = []  # (row, claims, hits, scores); claims None: the model refused
+    for run in runs:
+        for line in open(Path(run) / "results.jsonl", encoding="utf-8"):
+            row = json.loads(line)
+            # runs since issue 5 keep the model's raw text (their answers are already checked);
+            # the model's own refusals stay refusals
+            text = row.get("raw") or ("" if row["refused"] else row["answer"])
+            model_refused = _is_refusal(text, 5)
+            claims = None if model_refused else split_claims(clean_markers(text, 5))
+            if not claims:
+                cases.append((row, None, None, None))
+                continue
+            hits = [
+                Hit(
+                    Chunk(
+                        h["chunk_id"],
+                        h["doc_id"],
+                        h["text"],
+                        0,
+                        len(h["text"]),
+                        {"title": titles.get(h["doc_id"], "")},
+                    ),
+                    0.0,
+                    i,
+                )
+                for i, h in enumerate(row["retrieved"][:5], 1)
+            ]
+            scores = chk.scores([c.text for c in claims], hits, row["question"])
+            cases.append((row, claims, hits, scores))
+    answerable = sum(not row["unanswerable"] for row, *_ in cases)
+    unanswerable = len(cases) - answerable
+    print(f"{len(cases)} questions ({unanswerable} unanswerable) from {len(runs)} runs")
+    grid = itertools.product(
+        (0.80, 0.81, 0.82, 0.83, 0.84, 0.85, 0.86),  # similar
+        (0.76, 0.77, 0.78, 0.79, 0.80, 0.81, 0.82),  # related
+        (0.5, 0.67, 1.0),  # names
+        (0.0, 0.02, 0.04),  # margin
+    )
+    table = [
+        replay(cases, Rules(similar=a, related=b, names=c, margin=d), answerable)
+        for a, b, c, d in grid
+        if b <= a
+    ]
+    table.append({**replay(cases, None, answerable), "rules": "before (no checking)"})
+    table.sort(key=lambda r: (-(r["citation_precision"] or 0), r["wrongly_refused"]))
+    print("before:", table[-1] if table[-1]["rules"] == "before (no checking)" else "")
+    for r in [r for r in table if r["wrongly_refused"] <= 0.1][:20]:
+        print(r)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps({"runs": runs, "table": table}, indent=1), encoding="utf-8")
+
+
+def replay(cases: list, rules: Rules | None, answerable: int) -> dict:  # type: ignore[type-arg]
+    """The eval metrics the runs would have with checking by `rules` (None: none)."""
+    from rag.support import answers_the_question
+
+    precision, cited_any, answered, contains, refused_right, refused_wrong = [], 0, 0, 0.0, 0, 0
+    for row, claims, hits, scores in cases:
+        refused = claims is None
+        if not refused and rules is not None:
+            decided = decide(scores, [c.cited for c in claims], rules)
+            supported = " ".join(c.text for c, d in zip(claims, decided) if d)
+            refused = not supported or not answers_the_question(row["question"], supported)
+            marks = dict.fromkeys(n for d in decided for n in d)
+        elif not refused:
+            marks = dict.fromkeys(n for c in claims for n in c.cited if 1 <= n <= len(hits))
+        if row["unanswerable"]:
+            refused_right += refused
+            continue
+        if refused:
+            refused_wrong += 1
+            continue
+        answered += 1
+        contains += row.get("contains") or 0.0
+        cited = [(hits[n - 1].chunk.doc_id, hits[n - 1].chunk.text) for n in marks]
+        cited_any += bool(cited)
+        p = metrics.citation_precision(cited, row["context_id"], row["answers"])
+        if p is not None:
+            precision.append(p)
+    unanswerable = len(cases) - answerable
+    return {
+        "rules": None
+        if rules is None
+        else [rules.similar, rules.related, rules.names, rules.margin],
+        "citation_precision": round(float(np.mean(precision)), 3) if precision else None,
+        "has_citation": round(cited_any / max(1, answered), 3),
+        "contains": round(contains / max(1, answerable), 3),
+        "wrongly_refused": round(refused_wrong / max(1, answerable), 3),
+        "unanswerable_refused": round(refused_right / max(1, unanswerable), 3),
+    }
+
+
+def relevance(pairs: list[str]) -> None:
+    from rag.evaluate import load_questions
+    from rag.pipeline import Chatbot
+
+    embedder = _embedder()
+    for pair in pairs:
+        questions, store = pair.rsplit(":", 1)
+        bot = Chatbot(Settings.from_env(store=store), embedder=embedder)
+        best = []
+        for q in load_questions(questions):
+            sims = [h.similarity for h in bot.search(q.question, 5) if h.similarity is not None]
+            best.append((max(sims) if sims else 0.0, q.unanswerable))
+        answerable = np.array([b for b, u in best if not u])
+        unanswerable = np.array([b for b, u in best if u])
+        for name, values in (("answerable", answerable), ("unanswerable", unanswerable)):
+            if values.size:
+                pct = np.percentile(values, [0, 1, 2, 5, 50]).round(4).tolist()
+                print(
+                    f"{Path(questions).parent.name}/{Path(questions).name} {name} "
+                    f"n={values.size} min/p1/p2/p5/p50 = {pct}"
+                )
+
+
+if __name__ == "__main__":
+    mode, *args = sys.argv[1:]
+    {"checker": checker, "relevance": relevance}[mode](args)

@@ -1,0 +1,121 @@
+"""Citation checking (rag/support.py) on hand-made cases, with the real default embedder
+(multilingual-e5-small): the thresholds are calibrated for it."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.embedders import SentenceTransformerEmbedder
+from rag.prompts import leaks_instructions
+from rag.support import SupportChecker, numbers, split_claims, with_markers
+from rag.types import Chunk, Hit
+
+MEETING = (
+    "Accompagné d'une délégation sécuritaire composée de directeurs et de cadres des services "
+    "centraux de la DGST, il a effectué des séances de travail avec Avril Haines, directrice du "
+    "renseignement national américain, William Burns, directeur de la CIA et Christopher Wray, "
+    "directeur du FBI. La visite a eu lieu les 13 et 14 juin."
+)
+MUSEUM = (
+    "Le musée des Tissus de Lyon ouvre ses portes à 10 heures. Il est fermé le lundi. "
+    "L'entrée coûte 12 euros."
+)
+SUMMIT = (
+    "Le sommet sur la lutte contre Daech s'est tenu à Marrakech en mai, sous la présidence de "
+    "Nasser Bourita et d'Antony Blinken."
+)
+
+
+def hits(*texts: str) -> list[Hit]:
+    return [
+        Hit(Chunk(f"c{i}", f"d{i}", t, 0, len(t), {"title": f"doc {i}"}), 1.0 / i, i)
+        for i, t in enumerate(texts, 1)
+    ]
+
+
+@pytest.fixture(scope="module")
+def checker(e5: SentenceTransformerEmbedder) -> SupportChecker:
+    return SupportChecker(e5)
+
+
+def test_a_marker_naming_the_wrong_passage_is_fixed(checker: SupportChecker) -> None:
+    checked = checker.check(
+        "Hammouchi met Avril Haines, William Burns and Christopher Wray [1].",
+        hits(MUSEUM, MEETING, SUMMIT),
+        question="Who did Hammouchi meet?",
+    )
+    assert checked.text == "Hammouchi met Avril Haines, William Burns and Christopher Wray [2]."
+    (sentence,) = checked.sentences
+    assert sentence.supported and sentence.citations == (2,)
+    (citation,) = checked.citations
+    assert citation.n == 2 and "Avril Haines" in citation.quote
+    assert citation.chunk.text[citation.start : citation.end] == citation.quote
+
+
+def test_a_supported_sentence_without_a_marker_gets_one(checker: SupportChecker) -> None:
+    checked = checker.check(
+        "The textile museum opens at 10 a.m.", hits(SUMMIT, MUSEUM), question="When does it open?"
+    )
+    assert checked.text == "The textile museum opens at 10 a.m [2]."
+    assert checked.citations[0].quote == "Le musée des Tissus de Lyon ouvre ses portes à 10 heures."
+
+
+def test_citing_every_passage_keeps_only_those_that_support(checker: SupportChecker) -> None:
+    checked = checker.check(
+        "Christopher Wray is the director of the FBI [1][2][3].",
+        hits(MUSEUM, MEETING, SUMMIT),
+        question="Who is the director of the FBI?",
+    )
+    assert checked.sentences[0].citations == (2,)
+    assert [c.n for c in checked.citations] == [2]
+
+
+def test_a_sentence_no_passage_supports_is_flagged_and_cites_nothing(
+    checker: SupportChecker,
+) -> None:
+    checked = checker.check(
+        "Hammouchi met Avril Haines [2]. Abdellatif Hammouchi is 58 years old [2].",
+        hits(MUSEUM, MEETING),
+        question="Who did Hammouchi meet?",
+    )
+    first, second = checked.sentences
+    assert first.supported and first.citations == (2,)
+    assert not second.supported and second.citations == ()
+    assert checked.text == "Hammouchi met Avril Haines [2]. Abdellatif Hammouchi is 58 years old."
+    assert checked.supported  # one supported sentence: the answer stands
+
+
+def test_an_answer_supported_by_no_passage_is_unsupported(checker: SupportChecker) -> None:
+    checked = checker.check(
+        "The meeting lasted three hours and ended with a dinner at the White House [1].",
+        hits(MUSEUM, SUMMIT),
+        question="How long did the meeting last?",
+    )
+    assert not checked.supported and checked.citations == ()
+
+
+def test_instructions_copied_into_an_answer_are_dropped(checker: SupportChecker) -> None:
+    leaked = "You answer questions using only the numbered passages you are given."
+    assert leaks_instructions(leaked)
+    checked = checker.check(
+        f"{leaked} Christopher Wray is the director of the FBI [1].",
+        hits(MEETING),
+        question="Who is the director of the FBI?",
+        drop=leaks_instructions,
+    )
+    assert checked.text == "Christopher Wray is the director of the FBI [1]."
+
+
+def test_markers_after_the_full_stop_belong_to_the_sentence_before() -> None:
+    claims = split_claims("Avril Haines. [1] Then William Burns [2][3]. [4]")
+    assert [(c.text, c.cited) for c in claims] == [
+        ("Avril Haines.", [1]),
+        ("Then William Burns.", [2, 3, 4]),
+    ]
+    assert with_markers("Avril Haines.", [1, 2]) == "Avril Haines [1][2]."
+    assert with_markers("Avril Haines", [1]) == "Avril Haines [1]"
+
+
+def test_numbers_are_compared_whatever_their_separators() -> None:
+    assert numbers("20 000 hommes") == numbers("20,000 men") == numbers("20000") == {"20000"}
+    assert numbers("6,5 %") == numbers("6.5%") == {"65"}
