@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from rag import metrics
+from rag.citations import clean_markers
 from rag.errors import ConfigError
 from rag.language import detect_language
 from rag.pipeline import Chatbot
-from rag.support import strip_markers
 from rag.types import Answer, Hit
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def score_answer(q: EvalQuestion, answer: Answer) -> dict[str, Any]:
         "question_lang": answer.language,
     }
     if not answer.refused:
-        plain = strip_markers(answer.text)
+        plain = clean_markers(answer.text, 0)  # without its markers
         row["answer_lang"] = detect_language(plain)
         row["language_ok"] = float(row["answer_lang"] == answer.language)
         if answer.sentences:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from rag.chunking import split_sentences
+from rag.citations import clean_markers
 from rag.types import Hit
 
 NOT_FOUND = "NOT_FOUND"
@@ -164,7 +165,7 @@ def rewrite_messages(history: Sequence[dict[str, str]], question: str) -> list[d
     lines = []
     for turn in history[-6:]:
         role = "User" if turn.get("role") == "user" else "Assistant"
-        content = re.sub(r"\[\d+(?:[,;\s]*\d+)*\]", "", str(turn.get("content", "")))
+        content = clean_markers(str(turn.get("content", "")), 0)
         content = " ".join(content.split())[:_HISTORY_CHARS]
         lines.append(f"{role}: {content}")
     user = (

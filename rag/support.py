@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.chunking import split_sentences
-from rag.citations import MARKER, marker_numbers
+from rag.citations import MARKER, clean_markers, marker_numbers
 from rag.protocols import Embedder
 from rag.types import Citation, Hit, Sentence
 
@@ -200,19 +200,13 @@ def split_claims(text: str) -> list[_Claim]:
             claims[-1].cited += marker_numbers(lead.group(0))
             segment = segment[lead.end() :]
         cited = marker_numbers(segment)
-        plain = strip_markers(segment)
+        plain = clean_markers(segment, 0)  # every marker removed
         if not _WORD.search(plain):  # markers or punctuation alone
             if claims:
                 claims[-1].cited += cited
             continue
         claims.append(_Claim(plain, cited, sep if claims else ""))
     return claims
-
-
-def strip_markers(text: str) -> str:
-    plain = MARKER.sub("", text)
-    plain = re.sub(r"[ \t]+([.,;:!?])", r"\1", plain)
-    return re.sub(r"[ \t]{2,}", " ", plain).strip()
 
 
 def with_markers(sentence: str, cited: Sequence[int]) -> str:
