@@ -1,15 +1,25 @@
 """Generators: chat messages to streamed text with llama-cpp-python (the only module importing it).
 
 The GGUF file is found by models/weights.py and loaded on first use, then kept loaded; one
-generation runs at a time per loaded model (llama.cpp contexts are not thread-safe), and
-llama-cpp-python reuses the evaluated prompt prefix between calls.
+generation runs at a time per loaded model (llama.cpp contexts are not thread-safe).
+
+The fixed prompt prefix (the chat template up to the end of the system message) is evaluated
+once, on its own, and its KV cache kept for the next prompt with the same system message; the
+KV caches of the last few system messages are kept aside (llama.cpp's sequence state, a few
+MB each), so that a short call with another one (translating or rewriting the question)
+does not cost the answer its cache. A prefix is always evaluated alone, and the rest of the
+prompt always starts right after it, so an answer does not depend on which questions came
+before: llama-cpp-python's own reuse of the longest cached prefix does (the split point moves,
+and with it the floating-point rounding).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +27,8 @@ from typing import Any
 from rag.errors import GenerationError, ModelNotFound
 
 log = logging.getLogger(__name__)
+
+_KEPT_PREFIXES = 4  # system prompts whose KV cache is kept aside, the least recently used dropped
 
 
 class LlamaCppGenerator:
@@ -38,6 +50,10 @@ class LlamaCppGenerator:
         self.seed = seed
         self.last_usage: dict[str, int] = {}
         self._llm: Any = None
+        # the GGUF chat template, rendering (a system message alone, a whole prompt); None when
+        # the model's chat format is not its own template
+        self._templates: tuple[Any, Any] | None = None
+        self._kept: OrderedDict[tuple[int, ...], Any] = OrderedDict()  # prefix -> KV state
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
 
@@ -63,7 +79,7 @@ class LlamaCppGenerator:
             raise ModelNotFound(f"No GGUF file at {self.model_path}.")
         log.info("loading %s (%d threads)", self.model_path, self.threads)
         try:
-            return Llama(
+            llm = Llama(
                 model_path=str(self.model_path),
                 n_ctx=self.context_window,
                 n_threads=self.threads,
@@ -73,6 +89,81 @@ class LlamaCppGenerator:
             )
         except Exception as e:  # llama.cpp raises ValueError/RuntimeError on bad files
             raise ModelNotFound(f"Could not load {self.model_path} as a GGUF model ({e}).") from e
+        template = llm.metadata.get("tokenizer.chat_template")
+        if template and llm.chat_format == "chat_template.default":
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            eos, bos = llm.token_eos(), llm.token_bos()
+            tokens = {  # as Llama builds its own chat handler from the template
+                "eos_token": llm._model.token_get_text(eos) if eos != -1 else "",
+                "bos_token": llm._model.token_get_text(bos) if bos != -1 else "",
+            }
+            self._templates = (
+                Jinja2ChatFormatter(template=template, add_generation_prompt=False, **tokens),
+                Jinja2ChatFormatter(template=template, add_generation_prompt=True, **tokens),
+            )
+        return llm
+
+    def _prefix_tokens(self, llm: Any, messages: Sequence[dict[str, str]]) -> list[int]:
+        """The tokens of the chat template up to the end of the system message, as they begin
+        the whole prompt: the part that is the same for every question. Empty when the model's
+        chat format is not its GGUF template, or there is no system message."""
+        if self._templates is None or not messages or messages[0].get("role") != "system":
+            return []
+        alone, whole = self._templates
+
+        def tokens(formatter: Any, turns: Sequence[dict[str, str]]) -> list[int]:
+            rendered = formatter(messages=[dict(m) for m in turns])
+            add_bos = not rendered.added_special
+            return llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=add_bos, special=True)
+
+        system, prompt = tokens(alone, messages[:1]), tokens(whole, messages)
+        n = 0
+        while n < min(len(system), len(prompt)) and system[n] == prompt[n]:
+            n += 1
+        return system[:n]
+
+    def _pin_prefix(self, llm: Any, prefix: list[int]) -> int:
+        """Leave exactly `prefix` in the model's KV cache, evaluated on its own (reused when it
+        is there, or restored when it was kept aside); the prompt's evaluation then starts
+        right after it. Returns the number of tokens reused (0 when it was evaluated)."""
+        n = len(prefix)
+        if n and llm.n_tokens >= n and list(llm.input_ids[:n]) == prefix:
+            llm.n_tokens = n  # generate() keeps these n and evaluates the rest after them
+            return n
+        key = tuple(prefix)
+        if key in self._kept and self._restore(llm, prefix, self._kept[key]):
+            self._kept.move_to_end(key)
+            return n
+        llm.reset()
+        if n:
+            llm.eval(prefix)
+            self._keep(llm, key)
+        return 0
+
+    def _keep(self, llm: Any, key: tuple[int, ...]) -> None:
+        """Copy the KV cache of the prefix just evaluated aside."""
+        import llama_cpp
+
+        size = llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, 0)
+        state = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(llm._ctx.ctx, state, size, 0) != size:
+            return
+        self._kept[key] = state
+        while len(self._kept) > _KEPT_PREFIXES:
+            self._kept.popitem(last=False)
+
+    def _restore(self, llm: Any, prefix: list[int], state: Any) -> bool:
+        """Put a kept-aside prefix back as the model's whole KV cache."""
+        import llama_cpp
+
+        llm._ctx.kv_cache_seq_rm(0, 0, -1)
+        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, state, len(state), 0) == 0:
+            llm.reset()
+            return False
+        llm.input_ids[: len(prefix)] = prefix
+        llm.n_tokens = len(prefix)
+        return True
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -87,13 +178,8 @@ class LlamaCppGenerator:
     ) -> Iterator[str]:
         llm = self.llm
         with self._run_lock:
-            # Evaluate every prompt from scratch. With llama-cpp-python 0.3.36 reusing the cached
-            # prefix of an earlier prompt changed the answer: asked twice, the Qwen default
-            # answered the Hammouchi question right, then wrong (temperature 0), and still wrong
-            # with the last 32 or 300 prompt tokens re-evaluated; only a full evaluation gave
-            # the first answer again. Correct, order-independent answers come first; prefix
-            # reuse is worth ~15 s of prompt evaluation and is to be revisited with a fix.
-            llm.reset()
+            prefix = self._prefix_tokens(llm, messages)
+            cached = self._pin_prefix(llm, prefix)
             completion = 0
             try:
                 for part in llm.create_chat_completion(
@@ -116,6 +202,7 @@ class LlamaCppGenerator:
             self.last_usage = {
                 "prompt_tokens": max(0, llm.n_tokens - completion),
                 "completion_tokens": completion,
+                "cached_prompt_tokens": cached,
             }
 
 

@@ -40,6 +40,15 @@ RetrievalOpt = Annotated[
     str | None,
     typer.Option("--retrieval", help="hybrid (default), dense or keyword."),
 ]
+TranslateOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--translate/--no-translate",
+        help="Also search for the question translated by the model into the documents' other "
+        "languages (default: off, RAGCHAT_TRANSLATE).",
+        show_default=False,
+    ),
+]
 RerankerOpt = Annotated[
     str | None,
     typer.Option("--reranker", help="Cross-encoder folder or hub id to re-order passages."),
@@ -151,11 +160,18 @@ def ask(
     k: Annotated[int | None, typer.Option("-k", "--top-k", help="Passages to retrieve.")] = None,
     retrieval: RetrievalOpt = None,
     reranker: RerankerOpt = None,
+    translate: TranslateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from your documents, citing passages as [n]."""
     bot = _bot(
-        store=store, llm=llm, embedder=embedder, top_k=k, retrieval=retrieval, reranker=reranker
+        store=store,
+        llm=llm,
+        embedder=embedder,
+        top_k=k,
+        retrieval=retrieval,
+        reranker=reranker,
+        translate=translate,
     )
     live = sys.stdout.isatty() and not as_json
     answer: Answer | None = None
@@ -197,12 +213,22 @@ def search(
     k: Annotated[int, typer.Option("-k", help="How many passages.")] = 5,
     store: StoreOpt = None,
     embedder: EmbedderOpt = None,
+    llm: LlmOpt = None,
     retrieval: RetrievalOpt = None,
     reranker: RerankerOpt = None,
+    translate: TranslateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the passages most relevant to a query (no model involved)."""
-    bot = _bot(store=store, embedder=embedder, retrieval=retrieval, reranker=reranker)
+    """Show the passages most relevant to a query (the model is used only to translate a query
+    whose language some documents are not in; --no-translate skips that)."""
+    bot = _bot(
+        store=store,
+        llm=llm,
+        embedder=embedder,
+        retrieval=retrieval,
+        reranker=reranker,
+        translate=translate,
+    )
     hits = bot.search(query, k=k)
     if as_json:
         typer.echo(json.dumps([_hit_json(h) for h in hits], ensure_ascii=False, indent=2))
@@ -305,6 +331,7 @@ def eval_command(
     k: Annotated[int | None, typer.Option("-k", "--top-k", help="Passages for the model.")] = None,
     retrieval: RetrievalOpt = None,
     reranker: RerankerOpt = None,
+    translate: TranslateOpt = None,
 ) -> None:
     """Measure retrieval, answers and citations against a test set, with a report.
 
@@ -332,6 +359,7 @@ def eval_command(
             top_k=k,
             retrieval=retrieval,
             reranker=reranker,
+            translate=translate,
         ),
     )
 

@@ -68,6 +68,9 @@ class Settings:
     # check each answer sentence against the passages, fix its [n] markers, flag unsupported
     # sentences and refuse answers that no passage supports (rag/support.py)
     check_citations: bool = True
+    # translate a question into the documents' other languages with the model (a short call
+    # per language, ~3 s on 2 cores) so that hybrid search's keyword index can match them too
+    translate: bool = False
 
     def __post_init__(self) -> None:
         if self.retrieval not in ("hybrid", "dense", "keyword"):

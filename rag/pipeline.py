@@ -51,6 +51,9 @@ _REFUSAL = re.compile(
     r"n'est pas (mentionné|indiqué|précisé)",
     re.IGNORECASE,
 )
+_TRANSLATE_TOKENS = 60  # a translated question
+_TRANSLATE_SHARE = 0.05  # a language is translated into when it holds this share of the chunks
+_TRANSLATE_MAX = 2  # languages translated into, the largest first
 _REWRITE_TOKENS = 80  # a standalone question is short; a longer reply is an answer, not a question
 _EMBED_BATCH = 256  # chunks embedded (and written) together across documents
 _HASH_BATCH = 256  # documents whose stored versions are looked up together
@@ -294,11 +297,45 @@ class Chatbot:
     # -- questions -----------------------------------------------------------------------------
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
-        """The k chunks most relevant to `query`, best first."""
-        hits = self.retriever.search(query, k or self.settings.top_k)
+        """The k chunks most relevant to `query`, best first. In hybrid mode, with
+        `settings.translate`, a query in another language than (some of) the documents is
+        also searched for in theirs, translated by the model (`translate`)."""
+        translations = self.translate(query)
+        hits = self.retriever.search(query, k or self.settings.top_k, translations)
         if not hits and query.strip() and self.store.count() == 0:
             raise EmptyIndex(self.settings.store_path)
         return hits
+
+    def translate(self, query: str) -> dict[str, str]:
+        """`query` translated by the model into each language that holds at least 5 % of the
+        store's chunks (the two largest) when it is not the query's own: what hybrid search
+        looks up in those languages' keyword indexes. Empty when `settings.translate` is off,
+        retrieval is not hybrid, or every document is in the query's language."""
+        if not self.settings.translate or self.settings.retrieval != "hybrid" or not query.strip():
+            return {}
+        counts = self.keyword.languages()
+        total = sum(counts.values())
+        own = detect_language(query)
+        targets = [
+            lang
+            for lang, n in sorted(counts.items(), key=lambda item: -item[1])
+            if lang != own and lang in prompts.LANGUAGE_NAMES and n >= _TRANSLATE_SHARE * total
+        ][:_TRANSLATE_MAX]
+        if not targets:
+            return {}
+        generator = self.generator
+        translations = {}
+        for lang in targets:
+            text = "".join(
+                generator.stream(
+                    prompts.translate_messages(query, lang),
+                    max_tokens=_TRANSLATE_TOKENS,
+                    stop=["\n"],
+                    temperature=0.0,
+                )
+            )
+            translations[lang] = prompts.clean_translation(text, query)
+        return translations
 
     def ask(self, question: str) -> Answer:
         """Answer a question from the documents, with checked citations."""

@@ -1,8 +1,8 @@
 """Prompt text: the system rules and the numbered, fenced passages the model answers from.
 
 Also the refusal sentence in the question's language (detected by rag/language.py), the packing
-of passages into the model's context by token count, and the prompt that rewrites a follow-up
-question into a standalone one. Nothing here calls a model; token counts come from the caller.
+of passages into the model's context by token count, the prompt that rewrites a follow-up
+question into a standalone one, and the one that translates a question for keyword search.
 """
 
 from __future__ import annotations
@@ -186,6 +186,29 @@ def clean_rewrite(text: str, question: str) -> str:
     return line
 
 
+TRANSLATE = """Translate the user's question into {language}. Keep names, numbers and technical \
+terms as they are. Do not answer it. Reply with the translated question only, on one line."""
+
+
+def translate_messages(question: str, language: str) -> list[dict[str, str]]:
+    """The chat messages asking the model to translate `question` into `language` (a code),
+    so that keyword search can match documents written in that language."""
+    system = TRANSLATE.format(language=language_name(language))
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+
+def clean_translation(text: str, question: str) -> str:
+    """The model's translation as one line; the question itself when the model gave nothing
+    usable (nothing, or something much longer than a translation)."""
+    line = next((ln.strip() for ln in text.strip().splitlines() if ln.strip()), "")
+    line = re.sub(r"^(translation|traduction|traducción|übersetzung)\s*:\s*", "", line,
+                  flags=re.IGNORECASE)  # fmt: skip
+    line = line.strip().strip('"“”«»„').strip()
+    if not line or len(line) > max(200, 3 * len(question)):
+        return question
+    return line
+
+
 _SHINGLE = 8  # words in a row copied from the system prompt that make an answer a leak
 
 
@@ -194,7 +217,7 @@ def _shingles(text: str) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + _SHINGLE]) for i in range(len(words) - _SHINGLE + 1)}
 
 
-_SYSTEM_SHINGLES = _shingles(SYSTEM) | _shingles(REWRITE)
+_SYSTEM_SHINGLES = _shingles(SYSTEM) | _shingles(REWRITE) | _shingles(TRANSLATE)
 
 
 def leaks_instructions(text: str) -> bool:

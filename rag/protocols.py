@@ -7,7 +7,7 @@ DocumentIndex, ChunkLookup), vectorstore/keyword.py (KeywordSearch), models/rera
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -87,7 +87,11 @@ class KeywordMatch(Protocol):
 class KeywordSearch(Protocol):
     """Ranked chunk ids for a query by words (BM25), best first."""
 
-    def search(self, query: str, k: int) -> Sequence[KeywordMatch]: ...
+    def search(
+        self, query: str, k: int, languages: Collection[str] | None = None
+    ) -> Sequence[KeywordMatch]:
+        """Over the chunks of every language, or only of `languages`."""
+        ...
 
 
 @runtime_checkable

@@ -11,7 +11,7 @@ evaluation sets only (`bench/tune_fusion.py`; figures in docs/results.md).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -39,6 +39,12 @@ class Fusion:
     same_language: float = 0.3  # keyword weight for a chunk in the question's language
     other_language: float = 0.0  # keyword weight for a chunk in another language
     depth: int = 50  # how deep each ranking is read
+    # with translations of the question into the documents' languages (Chatbot.translate):
+    # (bench/tune_translation.py: the setting that never lost to dense search on the mini
+    # questions, with the best MRR@10 among those)
+    translated: float = 0.15  # keyword weight of the translation, in its language's index
+    translated_dense: float = 0.0  # weight of the translation's dense ranking (0: not run)
+    translated_rrf_k: float = 100.0  # rrf_k of the translation's rankings
 
 
 class _Store(VectorStore, ChunkLookup, Protocol):
@@ -71,19 +77,25 @@ class Retriever:
         self.reranker = reranker
         self.rerank_depth = rerank_depth
 
-    def search(self, query: str, k: int) -> list[Hit]:
+    def search(
+        self, query: str, k: int, translations: Mapping[str, str] | None = None
+    ) -> list[Hit]:
+        """`translations`: the query in other languages ({"de": "..."}), searched for in
+        those languages' keyword indexes and fused (hybrid mode; ignored by the others)."""
         if not query.strip():
             return []
         depth = max(k, self.rerank_depth) if self.reranker else k
-        hits, lost = self._search(query, depth)
+        hits, lost = self._search(query, depth, translations or {})
         if lost and len(hits) < depth:  # candidates deleted meanwhile (a document replaced)
-            hits, _ = self._search(query, depth)
+            hits, _ = self._search(query, depth, translations or {})
         hits = newest_versions(hits)
         if self.reranker:
             hits = self.reranker.rerank(query, hits, k)
         return hits[:k]
 
-    def _search(self, query: str, depth: int) -> tuple[list[Hit], int]:
+    def _search(
+        self, query: str, depth: int, translations: Mapping[str, str]
+    ) -> tuple[list[Hit], int]:
         """The `depth` best hits for the mode, and how many candidates vanished before their
         texts were read."""
         if self.mode == "dense":
@@ -91,12 +103,24 @@ class Retriever:
         if self.mode == "keyword":
             return self._fetch(self._keyword_candidates(query, depth), depth)
         n = max(depth, self.fusion.depth)
+        lang = detect_language(query)
+        # keyword votes of other languages count for nothing by default: do not look for them
+        languages = None if self.fusion.other_language > 0 else {lang}
+        extra: list[tuple[list[Hit], float]] = []
+        for other, text in translations.items():
+            if other == lang or not text.strip():
+                continue
+            if self.fusion.translated > 0:
+                extra.append((self._keyword_candidates(text, n, {other}), self.fusion.translated))
+            if self.fusion.translated_dense > 0:
+                extra.append((self._dense_candidates(text, n), self.fusion.translated_dense))
         fused = fuse(
             self._dense_candidates(query, n),
-            self._keyword_candidates(query, n),
-            detect_language(query),
+            self._keyword_candidates(query, n, languages),
+            lang,
             n,
             self.fusion,
+            extra,
         )
         return self._fetch(fused, depth)
 
@@ -116,7 +140,9 @@ class Retriever:
             )
         ]
 
-    def _keyword_candidates(self, query: str, k: int) -> list[Hit]:
+    def _keyword_candidates(
+        self, query: str, k: int, languages: Collection[str] | None = None
+    ) -> list[Hit]:
         """Keyword hits whose chunks hold only id and language: the text is fetched from the
         store only for the few that survive fusion (`_fetch`)."""
         assert self.keyword is not None
@@ -126,7 +152,7 @@ class Retriever:
                 score=h.score,
                 rank=r,
             )
-            for r, h in enumerate(self.keyword.search(query, k), 1)
+            for r, h in enumerate(self.keyword.search(query, k, languages), 1)
         ]
 
     def _fetch(self, hits: list[Hit], k: int) -> tuple[list[Hit], int]:
@@ -168,9 +194,16 @@ def newest_versions(hits: Sequence[Hit]) -> list[Hit]:
 
 
 def fuse(
-    dense: Sequence[Hit], keyword: Sequence[Hit], query_lang: str, k: int, fusion: Fusion
+    dense: Sequence[Hit],
+    keyword: Sequence[Hit],
+    query_lang: str,
+    k: int,
+    fusion: Fusion,
+    extra: Sequence[tuple[Sequence[Hit], float]] = (),
 ) -> list[Hit]:
-    """Fuse two rankings (each best first) into the k best chunks; score = fused score."""
+    """Fuse two rankings (each best first) into the k best chunks; score = fused score.
+    `extra`: more rankings, each with its weight (the translated question's; RRF with
+    `fusion.translated_rrf_k`)."""
     dense, keyword = dense[: fusion.depth], keyword[: fusion.depth]
     if fusion.method == "convex":
         dense_part, keyword_part = _normalised(dense), _normalised(keyword)
@@ -191,6 +224,18 @@ def fuse(
             continue
         chunks.setdefault(hit.chunk.id, hit.chunk)
         scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + weight * part
+    for hits, weight in extra:
+        hits = hits[: fusion.depth]
+        parts = (
+            _normalised(hits)
+            if fusion.method == "convex"
+            else [1.0 / (fusion.translated_rrf_k + r) for r in range(1, len(hits) + 1)]
+        )
+        for hit, part in zip(hits, parts, strict=True):
+            chunks.setdefault(hit.chunk.id, hit.chunk)
+            scores[hit.chunk.id] = scores.get(hit.chunk.id, 0.0) + weight * part
+            if hit.similarity is not None and similarity.get(hit.chunk.id) is None:
+                similarity[hit.chunk.id] = hit.similarity
     best = sorted(scores, key=lambda cid: -scores[cid])[:k]
     return [
         Hit(chunks[cid], score=scores[cid], rank=r, similarity=similarity.get(cid))

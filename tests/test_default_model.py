@@ -132,14 +132,23 @@ def test_readme_python_example_runs_as_written(data_dir: Path, tmp_path: Path) -
 
 def test_same_question_twice_gives_the_same_answer(data_dir: Path, tmp_path: Path) -> None:
     """Temperature-0 answers do not depend on what the model answered before. Reusing
-    llama-cpp-python's cached prompt prefix broke this (the repeated answer was wrong)."""
+    llama-cpp-python's longest cached prompt prefix broke this (the repeated answer was
+    wrong); ragchat reuses exactly the system prompt's cache, evaluated on its own."""
     from rag import Chatbot, Settings
 
     bot = Chatbot(Settings(store=str(tmp_path / "store"), data_dir=str(data_dir)))
     bot.ingest([SAMPLE_CORPUS])
     first = bot.ask("Who did Hammouchi meet?")
     assert all(name in first.text for name in NAMES), first.text
-    assert bot.ask("Who did Hammouchi meet?").text == first.text
+    assert first.usage["cached_prompt_tokens"] == 0
+    other = bot.ask("When did the visit take place?")
+    assert other.usage["cached_prompt_tokens"] > 100  # the system prompt, from the cache
+    history = [{"role": "user", "content": "Who did Hammouchi meet?"},
+               {"role": "assistant", "content": first.text}]  # fmt: skip
+    bot.rewrite(history, "And when?")  # another system prompt in between
+    again = bot.ask("Who did Hammouchi meet?")
+    assert again.usage["cached_prompt_tokens"] == other.usage["cached_prompt_tokens"]
+    assert again.text == first.text
 
 
 def text_of(message: dict) -> str:  # type: ignore[type-arg]

@@ -109,3 +109,41 @@ def test_an_interrupted_replacement_is_made_whole_on_open(tmp_path: Path) -> Non
     ids = {c.id for c in store.get_chunks("d")}
     assert ids == {c.id for c in old}  # the partial new version is gone, the old one whole
     assert repaired.count() == len(ids) and repaired.search("Rabat", 3) == []
+
+
+def test_search_can_be_limited_to_some_languages(tmp_path: Path) -> None:
+    index = KeywordIndex(tmp_path / "k.sqlite")
+    index.replace_document("a", FR, "fr")
+    index.replace_document("b", [chunk("b1", "b", "The FBI director met him.", "en")], "en")
+    assert {h.chunk_id for h in index.search("FBI director", 5, {"en"})} == {"b1"}
+    assert {h.chunk_id for h in index.search("FBI director", 5, {"fr"})} == {"a3"}
+    assert index.search("FBI director", 5, set()) == []
+
+
+def test_a_chunk_is_found_by_its_documents_title(tmp_path: Path) -> None:
+    index = KeywordIndex(tmp_path / "k.sqlite")
+    titled = Chunk("t1", "t", "Il a été reçu par ses homologues.", 0, 33,
+                   {"lang": "fr", "title": "Visite de Hammouchi à Washington"})  # fmt: skip
+    index.replace_documents([("t", [titled], "fr"), ("a", FR[1:2], "fr")])
+    assert [h.chunk_id for h in index.search("visite à Washington", 5)] == ["t1"]
+
+
+def test_an_index_from_before_titles_is_rebuilt_with_them_on_open(tmp_path: Path) -> None:
+    import sqlite3
+
+    settings = Settings(data_dir=str(tmp_path))
+    store, chunks = _store_with_doc(tmp_path)
+    path = factory.keyword_index_path(settings, store)
+    index = factory.build_keyword_index(settings, store)
+    assert index.search("Haines", 3)
+    index.close()
+    old = sqlite3.connect(path)  # as an older ragchat left it: text-only tokens, format 0
+    old.execute("UPDATE chunks SET tokens = 'ancien'")
+    old.execute("PRAGMA user_version = 0")
+    old.commit()
+    old.close()
+
+    reopened = factory.build_keyword_index(settings, store)  # same counts, older format
+    assert reopened.search("ancien", 3) == []
+    assert reopened.search("Haines", 3) and reopened.count() == len(chunks)
+    assert reopened._format() == 2

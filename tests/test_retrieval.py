@@ -1,5 +1,6 @@
 """Retrieval: weighted reciprocal-rank fusion, hybrid search through the pipeline, reranking."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,21 @@ def test_fusion_discounts_keyword_votes_across_languages() -> None:
     assert [h.chunk.id for h in within] == ["b", "a", "x"]
 
 
+def test_fusion_adds_the_translated_questions_rankings_with_their_weight() -> None:
+    dense = hits(("a", "es"), ("b", "es"))
+    keyword = hits(("b", "es"))  # the English question's words: no vote across languages
+    translated = hits(("b", "es"), ("x", "es"))  # the question in Spanish, in the es index
+    fusion = Fusion(same_language=1.0, other_language=0.0, translated_rrf_k=20)
+    assert [h.chunk.id for h in fuse(dense, keyword, "en", 3, fusion)] == ["a", "b"]
+    fused = fuse(dense, keyword, "en", 3, fusion, [(translated, 0.5)])
+    # b: 1/62 + 0.5/21 > x: 0.5/22 > a: 1/61 (the translation's own rrf_k, 20)
+    assert [h.chunk.id for h in fused] == ["b", "x", "a"]
+    assert fused[0].score == pytest.approx(1 / 62 + 0.5 / 21)
+    flat = fuse(dense, keyword, "en", 3, dataclasses.replace(fusion, translated_rrf_k=60),
+                [(translated, 0.5)])  # fmt: skip
+    assert [h.chunk.id for h in flat] == ["b", "a", "x"]  # x: 0.5/62 < a: 1/61
+
+
 def test_retriever_rejects_an_unknown_mode(e5: SentenceTransformerEmbedder, tmp_path: Path) -> None:
     from vectorstore.chroma import ChromaStore
 
@@ -58,6 +74,29 @@ def e5_bot(settings: Settings, e5: SentenceTransformerEmbedder, scripted) -> Cha
     )
     bot.ingest([SAMPLE_CORPUS])
     return bot
+
+
+def test_a_question_is_translated_into_the_documents_language_for_keyword_search(
+    e5_bot: Chatbot, scripted
+) -> None:  # type: ignore[no-untyped-def]
+    bot = Chatbot(e5_bot.settings.replace(translate=True), embedder=e5_bot.embedder,
+                  store=e5_bot.store, keyword=e5_bot.keyword, generator=scripted)  # fmt: skip
+    scripted.enqueue("Qui Hammouchi a-t-il rencontré à Washington ?")
+    assert bot.translate("Who did Hammouchi meet in Washington?") == {
+        "fr": "Qui Hammouchi a-t-il rencontré à Washington ?"
+    }
+    (prompt,) = scripted.prompts
+    assert "into French" in prompt[0]["content"]
+    assert prompt[1]["content"] == "Who did Hammouchi meet in Washington?"
+    # a question in the documents' language, or translation off: the model is not asked
+    assert bot.translate("Qui Hammouchi a-t-il rencontré à Washington ?") == {}
+    assert e5_bot.translate("Who did Hammouchi meet in Washington?") == {}  # translate=False
+    assert len(scripted.prompts) == 1
+
+    scripted.enqueue("Qui Hammouchi a-t-il rencontré à Washington ?")
+    hits = bot.search("Who did Hammouchi meet in Washington?", k=3)
+    assert len(scripted.prompts) == 2  # search translated the question, then searched
+    assert "Avril Haines" in " ".join(h.chunk.text for h in hits)
 
 
 def test_english_question_finds_the_french_passage_in_every_mode(e5_bot: Chatbot) -> None:

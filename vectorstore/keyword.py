@@ -1,10 +1,12 @@
 """The keyword index: BM25 (bm25s) over the same chunks as the vector store, per language.
 
-Each chunk is tokenized with its document's language: that language's Snowball stemmer
-(PyStemmer) and stopwords. Tokens are kept in a SQLite file (one transaction per document, so a
-document is never half-indexed); the bm25s indexes are built in memory from it, one per
-language, on the first search after a change. A query is tokenized with each language's rules
-and searched in that language's index; the hits are merged by score.
+Each chunk is tokenized, after its document's title (the title's words find every chunk of
+the document: piaf_fr R@5 of BM25 alone 0.817 -> 0.871, docs/results.md), with its document's
+language: that language's Snowball stemmer (PyStemmer) and stopwords. Tokens are kept in a
+SQLite file (one transaction per document, so a document is never half-indexed); the bm25s
+indexes are built in memory from it, one per language, on the first search after a change. A
+query is tokenized with each language's rules and searched in that language's index (or only
+in the languages asked for); the hits are merged by score.
 
 The vector store is the source of truth. Before a document is written to it, its id is
 journaled here (`begin`); the keyword rows are then replaced and the journal entry cleared in
@@ -17,7 +19,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,9 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (doc_id);
 CREATE TABLE IF NOT EXISTS pending (doc_id TEXT PRIMARY KEY);
 """
+# what the stored tokens are made of (SQLite's user_version): 1 = the chunk's text,
+# 2 = its document's title, then its text. An older index is rebuilt by `sync`.
+FORMAT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,10 @@ class KeywordIndex:
                 "permissions; deleting the file is safe, it is rebuilt from the vector store."
             ) from e
         self._lock = threading.RLock()
+        self._outdated = self._format() < FORMAT
+        if self._outdated and self.count() == 0:
+            self._set_format()
+            self._outdated = False
         self._tokenizers: dict[str, Tokenizer] = {}
         self._indexes: dict[str, _LanguageIndex] | None = None  # None = rebuild on next search
         self._seen_version = -1  # SQLite's data_version when the indexes were built
@@ -111,7 +120,7 @@ class KeywordIndex:
         """replace_document for many documents, in one transaction."""
         rows, doc_ids = [], []
         for doc_id, chunks, lang in documents:
-            tokens = self._tokenizer(lang)([c.text for c in chunks]) if chunks else []
+            tokens = self._tokenizer(lang)([_indexed_text(c) for c in chunks]) if chunks else []
             rows += [(c.id, doc_id, lang, " ".join(t)) for c, t in zip(chunks, tokens, strict=True)]
             doc_ids.append((doc_id,))
         with self._lock, self._transaction():
@@ -139,24 +148,37 @@ class KeywordIndex:
         """Bring the index in step with the vector store, which holds `count()` chunks.
 
         Journaled documents (writes a crash interrupted) are first made whole in the store
-        (`repair`), then re-derived from it (`chunks_of`); if the chunk counts still differ,
-        every document is. Returns the number of documents re-indexed."""
+        (`repair`), then re-derived from it (`chunks_of`); if the chunk counts still differ, or
+        the index was written by an older ragchat (`FORMAT`), every document is. Returns the
+        number of documents re-indexed."""
         with self._lock:
             todo = {r[0] for r in self._db.execute("SELECT doc_id FROM pending")}
             for doc_id in todo:
                 if repair is not None:
                     repair(doc_id)
                 self._rederive(doc_id, chunks_of(doc_id))
-            if self.count() == count():
+            if self.count() == count() and not self._outdated:
                 return len(todo)
-            log.warning("keyword index out of step with the vector store: rebuilding it")
+            if self._outdated:
+                log.warning("keyword index from an older ragchat: rebuilding it with titles")
+            else:
+                log.warning("keyword index out of step with the vector store: rebuilding it")
             stored = set(doc_ids())
             mine = {r[0] for r in self._db.execute("SELECT DISTINCT doc_id FROM chunks")}
             for doc_id in mine - stored:
                 self.delete(doc_id)
             for doc_id in stored:
                 self._rederive(doc_id, chunks_of(doc_id))
+            if self._outdated:
+                self._set_format()
+                self._outdated = False
             return len(todo) + len(stored)
+
+    def _format(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _set_format(self) -> None:
+        self._db.execute(f"PRAGMA user_version = {FORMAT}")
 
     def _rederive(self, doc_id: str, chunks: Sequence[Chunk]) -> None:
         if not chunks:
@@ -177,14 +199,19 @@ class KeywordIndex:
             rows = self._db.execute("SELECT lang, COUNT(*) FROM chunks GROUP BY lang").fetchall()
         return {str(lang): int(n) for lang, n in rows}
 
-    def search(self, query: str, k: int) -> list[KeywordHit]:
-        """The k best chunks for `query` by BM25, best first, over every language's index."""
+    def search(
+        self, query: str, k: int, languages: Collection[str] | None = None
+    ) -> list[KeywordHit]:
+        """The k best chunks for `query` by BM25, best first, over every language's index, or
+        only over those of `languages`."""
         if not query.strip() or k < 1:
             return []
         with self._lock:
             indexes = self._load()
         hits: list[KeywordHit] = []
         for lang, index in indexes.items():
+            if languages is not None and lang not in languages:
+                continue
             tokens = self._tokenizer(lang)([query])[0]
             if not tokens:
                 continue
@@ -232,6 +259,12 @@ class KeywordIndex:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _indexed_text(chunk: Chunk) -> str:
+    """What a chunk is found by: its document's title (when it has one), then its text."""
+    title = str(chunk.metadata.get("title") or "").strip()
+    return f"{title}\n{chunk.text}" if title else chunk.text
 
 
 class _Transaction:
