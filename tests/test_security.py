@@ -274,6 +274,8 @@ def test_browser_runs_no_script_from_documents_their_names_or_answers(
             source.click()
         page.get_by_text("alert('script')").first.wait_for(state="visible", timeout=10_000)
         page.locator("#upload input[type=file]").set_input_files(str(empty))
+        # the upload is done when the component lists the file: "Add" before that finds none
+        page.locator("#upload").get_by_text(re.compile(r"\.txt")).first.wait_for(timeout=60_000)
         page.locator("#add").click()
         page.get_by_text("Skipped").first.wait_for(timeout=60_000)
         shown = page.locator("body").inner_text()
