@@ -22,29 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tune_fusion import _hits as hits  # the rankings tune_fusion.py recorded
+from tune_fusion import scores
+
 from rag import Chatbot, Settings
 from rag.retrieval import Fusion, fuse
-from rag.types import Chunk, Hit
 
 SETS = {"xquad_en_q_es": "es", "xquad_en_q_de": "de"}
 RRF_K = (20, 40, 60, 100, 150)
 WEIGHTS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.5)
-
-
-def hits(items: list[list[Any]]) -> list[Hit]:
-    return [
-        Hit(Chunk(cid, doc_id, "", 0, 0, {"lang": lang}), score=score, rank=r)
-        for r, (cid, doc_id, lang, score) in enumerate(items, 1)
-    ]
-
-
-def scores(ranked: list[list[str]], golds: list[str]) -> dict[str, float]:
-    r5 = mrr = 0.0
-    for docs, gold in zip(ranked, golds, strict=True):
-        rank = next((i for i, d in enumerate(docs[:10], 1) if d == gold), None)
-        r5 += rank is not None and rank <= 5
-        mrr += 1.0 / rank if rank else 0.0
-    return {"r5": r5 / len(golds), "mrr10": mrr / len(golds)}
 
 
 def translations(bot: Chatbot, rows: list[dict[str, Any]], cache: Path) -> dict[str, str]:

@@ -178,12 +178,16 @@ def rewrite_messages(history: Sequence[dict[str, str]], question: str) -> list[d
 def clean_rewrite(text: str, question: str) -> str:
     """The model's rewrite as one question; the original question when the rewrite is empty
     or runs on (an answer instead of a question)."""
+    return _one_line(text, question, r"standalone question|question", max(300, 4 * len(question)))
+
+
+def _one_line(text: str, fallback: str, label: str, limit: int) -> str:
+    """The first non-empty line of a model's reply, without a leading `label:` and quotes;
+    `fallback` when that is empty or longer than `limit` characters (the model ran on)."""
     line = next((ln.strip() for ln in text.strip().splitlines() if ln.strip()), "")
-    line = re.sub(r"^(standalone question|question)\s*:\s*", "", line, flags=re.IGNORECASE)
-    line = line.strip().strip('"“”«»').strip()
-    if not line or len(line) > max(300, 4 * len(question)):
-        return question
-    return line
+    line = re.sub(rf"^({label})\s*:\s*", "", line, flags=re.IGNORECASE)
+    line = line.strip().strip('"“”«»„').strip()
+    return line if line and len(line) <= limit else fallback
 
 
 TRANSLATE = """Translate the user's question into {language}. Keep names, numbers and technical \
@@ -200,13 +204,8 @@ def translate_messages(question: str, language: str) -> list[dict[str, str]]:
 def clean_translation(text: str, question: str) -> str:
     """The model's translation as one line; the question itself when the model gave nothing
     usable (nothing, or something much longer than a translation)."""
-    line = next((ln.strip() for ln in text.strip().splitlines() if ln.strip()), "")
-    line = re.sub(r"^(translation|traduction|traducción|übersetzung)\s*:\s*", "", line,
-                  flags=re.IGNORECASE)  # fmt: skip
-    line = line.strip().strip('"“”«»„').strip()
-    if not line or len(line) > max(200, 3 * len(question)):
-        return question
-    return line
+    label = "translation|traduction|traducción|übersetzung"
+    return _one_line(text, question, label, max(200, 3 * len(question)))
 
 
 _SHINGLE = 8  # words in a row copied from the system prompt that make an answer a leak
