@@ -53,9 +53,10 @@ class LlamaCppGenerator:
         # the GGUF chat template, rendering (a system message alone, a whole prompt); None when
         # the model's chat format is not its own template
         self._templates: tuple[Any, Any] | None = None
+        self._first_logprobs: Any = None  # log-probabilities of the last reply's first token
         self._kept: OrderedDict[tuple[int, ...], Any] = OrderedDict()  # prefix -> KV state
         self._load_lock = threading.Lock()
-        self._run_lock = threading.Lock()
+        self._run_lock = threading.RLock()  # re-entered by choose()
 
     @property
     def llm(self) -> Any:
@@ -104,12 +105,15 @@ class LlamaCppGenerator:
             )
         return llm
 
-    def _prefix_tokens(self, llm: Any, messages: Sequence[dict[str, str]]) -> list[int]:
+    def _prefix_tokens(
+        self, llm: Any, messages: Sequence[dict[str, str]]
+    ) -> tuple[list[int], int | None]:
         """The tokens of the chat template up to the end of the system message, as they begin
-        the whole prompt: the part that is the same for every question. Empty when the model's
-        chat format is not its GGUF template, or there is no system message."""
-        if self._templates is None or not messages or messages[0].get("role") != "system":
-            return []
+        the whole prompt: the part that is the same for every question; and the whole prompt's
+        length in tokens. Empty and None when the model's chat format is not its GGUF
+        template; empty when there is no system message."""
+        if self._templates is None:
+            return [], None
         alone, whole = self._templates
 
         def tokens(formatter: Any, turns: Sequence[dict[str, str]]) -> list[int]:
@@ -117,11 +121,14 @@ class LlamaCppGenerator:
             add_bos = not rendered.added_special
             return llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=add_bos, special=True)
 
-        system, prompt = tokens(alone, messages[:1]), tokens(whole, messages)
+        prompt = tokens(whole, messages)
+        if not messages or messages[0].get("role") != "system":
+            return [], len(prompt)
+        system = tokens(alone, messages[:1])
         n = 0
         while n < min(len(system), len(prompt)) and system[n] == prompt[n]:
             n += 1
-        return system[:n]
+        return system[:n], len(prompt)
 
     def _pin_prefix(self, llm: Any, prefix: list[int]) -> int:
         """Leave exactly `prefix` in the model's KV cache, evaluated on its own (reused when it
@@ -165,6 +172,51 @@ class LlamaCppGenerator:
         llm.n_tokens = len(prefix)
         return True
 
+    def choose(
+        self, messages: Sequence[dict[str, str]], options: Sequence[str]
+    ) -> dict[str, float]:
+        """The probability of each option (its first token, also capitalised) being the start
+        of the reply, normalised over the options: a yes/no answer with its confidence."""
+        import numpy as np
+
+        with self._run_lock:
+            for _ in self.stream(messages, max_tokens=1):
+                pass
+            scores = {o: self._first_logprob((o, o.capitalize())) for o in options}
+        if any(v is None for v in scores.values()):
+            raise GenerationError("The model gave no reply to choose from.")
+        top = max(v for v in scores.values() if v is not None)
+        weights = {o: float(np.exp(v - top)) for o, v in scores.items() if v is not None}
+        total = sum(weights.values())
+        return {o: w / total for o, w in weights.items()}
+
+    def first_token_probability(self, text: str) -> float | None:
+        """The probability that the last reply started with `text`'s first token, read from
+        the model's distribution over its first token; None when it was not recorded."""
+        import numpy as np
+
+        logprob = self._first_logprob((text,))
+        return None if logprob is None else float(np.exp(logprob))
+
+    def _first_logprob(self, words: Sequence[str]) -> float | None:
+        """The log-probability that the last reply began with the first token of any of
+        `words`."""
+        import numpy as np
+
+        if self._first_logprobs is None:
+            return None
+        llm = self.llm
+        ids = {llm.tokenize(w.encode("utf-8"), add_bos=False, special=False)[0] for w in words}
+        return float(np.logaddexp.reduce([float(self._first_logprobs[i]) for i in ids]))
+
+    @staticmethod
+    def _logprobs(llm: Any) -> Any:
+        import numpy as np
+
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+        logits = logits.astype(np.float64)
+        return logits - np.logaddexp.reduce(logits)
+
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
@@ -178,9 +230,9 @@ class LlamaCppGenerator:
     ) -> Iterator[str]:
         llm = self.llm
         with self._run_lock:
-            prefix = self._prefix_tokens(llm, messages)
+            prefix, prompt_size = self._prefix_tokens(llm, messages)
             cached = self._pin_prefix(llm, prefix)
-            completion = 0
+            completion, first, first_at = 0, None, -1
             try:
                 for part in llm.create_chat_completion(
                     messages=list(messages),
@@ -190,6 +242,10 @@ class LlamaCppGenerator:
                     seed=self.seed,
                     stream=True,
                 ):
+                    if first is None:
+                        # the first chunk comes once the first token is sampled and before it
+                        # is evaluated: the context's logits are still the prompt's last row
+                        first, first_at = self._logprobs(llm), llm.n_tokens
                     text = part["choices"][0]["delta"].get("content")
                     if text:
                         completion += 1
@@ -199,8 +255,10 @@ class LlamaCppGenerator:
                     f"The model could not answer ({e}). Lower top_k or chunk_size, or raise "
                     "context_window."
                 ) from e
+            prompt_tokens = prompt_size if prompt_size is not None else first_at
+            self._first_logprobs = first if first_at == prompt_tokens else None
             self.last_usage = {
-                "prompt_tokens": max(0, llm.n_tokens - completion),
+                "prompt_tokens": prompt_tokens if prompt_tokens >= 0 else llm.n_tokens,
                 "completion_tokens": completion,
                 "cached_prompt_tokens": cached,
             }

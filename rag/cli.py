@@ -49,6 +49,15 @@ TranslateOpt = Annotated[
         show_default=False,
     ),
 ]
+VerifyOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--verify/--no-verify",
+        help="Ask the model whether the cited passages state the answer, and refuse when it "
+        "doubts it (default: off, RAGCHAT_VERIFY_ANSWERS).",
+        show_default=False,
+    ),
+]
 RerankerOpt = Annotated[
     str | None,
     typer.Option("--reranker", help="Cross-encoder folder or hub id to re-order passages."),
@@ -161,6 +170,7 @@ def ask(
     retrieval: RetrievalOpt = None,
     reranker: RerankerOpt = None,
     translate: TranslateOpt = None,
+    verify: VerifyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question from your documents, citing passages as [n]."""
@@ -172,6 +182,7 @@ def ask(
         retrieval=retrieval,
         reranker=reranker,
         translate=translate,
+        verify_answers=verify,
     )
     live = sys.stdout.isatty() and not as_json
     answer: Answer | None = None
@@ -332,6 +343,7 @@ def eval_command(
     retrieval: RetrievalOpt = None,
     reranker: RerankerOpt = None,
     translate: TranslateOpt = None,
+    verify: VerifyOpt = None,
 ) -> None:
     """Measure retrieval, answers and citations against a test set, with a report.
 
@@ -360,6 +372,7 @@ def eval_command(
             retrieval=retrieval,
             reranker=reranker,
             translate=translate,
+            verify_answers=verify,
         ),
     )
 

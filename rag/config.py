@@ -65,12 +65,21 @@ class Settings:
     # embedder's cosine) is below this; -1 = the value calibrated for the embedder
     # (rag/support.py: multilingual-e5-small's; none for others), 0 = never
     min_relevance: float = -1.0
+    # refuse an answer when the model's probability of having replied NOT_FOUND instead was at
+    # least this (read from its first token); -1 = the value calibrated for the packaged model
+    # (rag/prompts.py: DOUBT; none for other models), 0 = never
+    max_doubt: float = -1.0
     # check each answer sentence against the passages, fix its [n] markers, flag unsupported
     # sentences and refuse answers that no passage supports (rag/support.py)
     check_citations: bool = True
     # translate a question into the documents' other languages with the model (a short call
     # per language, ~3 s on 2 cores) so that hybrid search's keyword index can match them too
     translate: bool = False
+    # ask the model, in a second short prompt, whether the cited passages state the answer, and
+    # refuse when its probability of "yes" is below verify_threshold (rag/verify.py; ~5 s per
+    # answer on 2 cores; refuses some correct answers with the wrong ones, see the README)
+    verify_answers: bool = False
+    verify_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         if self.retrieval not in ("hybrid", "dense", "keyword"):
@@ -98,6 +107,15 @@ class Settings:
             raise ConfigError(
                 f"min_relevance must be between 0 and 1, or -1 for the embedder's calibrated "
                 f"value; got {self.min_relevance}."
+            )
+        if self.max_doubt != -1 and not 0 <= self.max_doubt <= 1:
+            raise ConfigError(
+                f"max_doubt must be between 0 and 1, or -1 for the model's calibrated value; "
+                f"got {self.max_doubt}."
+            )
+        if not 0 <= self.verify_threshold <= 1:
+            raise ConfigError(
+                f"verify_threshold must be between 0 and 1, got {self.verify_threshold}."
             )
         if not self.data_dir:
             raise ConfigError("data_dir must not be empty.")

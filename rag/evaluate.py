@@ -166,6 +166,9 @@ def score_answer(q: EvalQuestion, answer: Answer) -> dict[str, Any]:
         "first_token_s": round(answer.timings["first_token"], 3),
         "total_s": round(answer.timings["total"], 3),
         "check_s": round(answer.timings["check"], 3) if "check" in answer.timings else None,
+        "verify_s": round(answer.timings["verify"], 3) if "verify" in answer.timings else None,
+        "verified": answer.usage.get("verified"),
+        "not_found_probability": answer.usage.get("not_found_probability"),
         "prompt_tokens": answer.usage.get("prompt_tokens"),
         "completion_tokens": answer.usage.get("completion_tokens"),
         "raw": answer.raw,
@@ -238,6 +241,7 @@ COSTS = (
     "first_token_s",
     "total_s",
     "check_s",
+    "verify_s",
     "prompt_tokens",
     "completion_tokens",
 )

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag import factory, prompts
+from rag import factory, prompts, verify
 from rag.chunking import chunk_document, content_hash
 from rag.citations import MARKER, clean_markers, parse_citations
 from rag.config import Settings
@@ -447,6 +447,10 @@ class Chatbot:
         usage = dict(getattr(generator, "last_usage", {}) or {})
         usage.update(prompt_budget=budget, prompt_estimate=prompt_size, passages=len(packed))
         refused = _is_refusal(raw, len(packed))
+        doubt = self._doubt(generator)
+        if doubt is not None:
+            usage["not_found_probability"] = doubt
+            refused = refused or doubt >= self._doubt_threshold()
         sentences: tuple[Sentence, ...] = ()
         citations: tuple[Citation, ...] = ()
         if not refused:
@@ -461,9 +465,15 @@ class Chatbot:
                 # refused when no passage supports it as a whole, or when what is supported
                 # is no answer to the question ("how many?" answered without a number)
                 refused = not supported or not answers_the_question(query, supported)
+                if not refused and self.settings.verify_answers:
+                    t_verify = time.perf_counter()
+                    verified = self._verify(query, supported, citations, packed)
+                    timings["verify"] = time.perf_counter() - t_verify
+                    usage["verified"] = verified
+                    refused = verified is not None and verified < self.settings.verify_threshold
             else:
                 text, citations = cleaned, tuple(parse_citations(cleaned, packed))
-            timings["check"] = time.perf_counter() - t_check
+            timings["check"] = time.perf_counter() - t_check - timings.get("verify", 0.0)
         if refused:
             text, citations = prompts.refusal(language), ()
             if held is not None:
@@ -480,6 +490,28 @@ class Chatbot:
             usage=usage,
             sentences=sentences,
             raw=raw,
+        )
+
+    def _doubt(self, generator: Generator) -> float | None:
+        """The model's probability of having begun its reply with NOT_FOUND, when it records
+        its first token's distribution (LlamaCppGenerator)."""
+        probability = getattr(generator, "first_token_probability", None)
+        return probability(prompts.NOT_FOUND) if callable(probability) else None
+
+    def _doubt_threshold(self) -> float:
+        threshold = self.settings.max_doubt
+        if threshold < 0:
+            threshold = prompts.doubt_threshold(self.settings.llm)
+        return threshold if threshold > 0 else float("inf")
+
+    def _verify(
+        self, question: str, answer: str, citations: Sequence[Citation], passages: Sequence[Hit]
+    ) -> float | None:
+        """The model's probability, asked separately, that the cited passages state the answer
+        (rag/verify.py)."""
+        cited = sorted({c.n for c in citations})
+        return verify.support_probability(
+            self.generator, question, answer, [passages[n - 1] for n in cited]
         )
 
     def _relevant(self, hits: Sequence[Hit]) -> bool:

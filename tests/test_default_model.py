@@ -240,3 +240,26 @@ def test_an_instruction_planted_in_a_document_is_treated_as_text(  # type: ignor
         assert all(name in answer.text for name in NAMES), answer.text
     finally:
         default_bot.delete(str(planted.resolve()))
+
+
+def test_the_model_doubts_a_wrong_answer_more_than_the_right_one(default_bot) -> None:  # type: ignore[no-untyped-def]
+    """rag/verify.py with the default model: the passage naming the three directors supports
+    the right answer more than the same names in the wrong roles, or an invented meeting."""
+    from rag.verify import support_probability
+
+    hits = default_bot.search("Who did Hammouchi meet?")
+    gold = [h for h in hits if "Avril Haines" in h.chunk.text][:1]
+    right = support_probability(
+        default_bot.generator,
+        "Who did Hammouchi meet?",
+        "Avril Haines, William Burns and Christopher Wray.",
+        gold,
+    )
+    invented = support_probability(
+        default_bot.generator,
+        "Who did Hammouchi meet?",
+        "Hammouchi met Joe Biden and Kamala Harris at the White House.",
+        gold,
+    )
+    assert right is not None and invented is not None
+    assert right >= 0.5 > invented, (right, invented)

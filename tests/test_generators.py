@@ -37,7 +37,7 @@ def test_the_system_prefix_is_reused_and_answers_do_not_depend_on_earlier_questi
     warm = LlamaCppGenerator(path, name=SMOL, threads=2)
     ask(warm, "How much is a ticket?")
     again, usage = ask(warm, "When does the museum open?")
-    prefix = len(warm._prefix_tokens(warm.llm, [{"role": "system", "content": SYSTEM}]))
+    prefix = len(warm._prefix_tokens(warm.llm, [{"role": "system", "content": SYSTEM}])[0])
     assert prefix > 10
     assert usage["cached_prompt_tokens"] == prefix
     assert again == first  # the same answer as from a model that saw no earlier question
@@ -52,3 +52,26 @@ def test_the_system_prefix_is_reused_and_answers_do_not_depend_on_earlier_questi
     assert restored == first
     ask(warm, "How much is a ticket?")  # and it stays live for the next question
     assert warm.last_usage["cached_prompt_tokens"] == prefix
+
+
+def test_choose_gives_option_probabilities_and_leaves_answers_unchanged(smol) -> None:  # type: ignore[no-untyped-def]
+    """choose() reads the first reply token's probabilities (rag/verify.py's yes/no); it is
+    repeatable, and a question asked after it gets the same answer as before it."""
+    before, _ = ask(smol, "When does the museum open?")
+    messages = [
+        {"role": "system", "content": "Reply with one word: yes or no."},
+        {"role": "user", "content": f"{PASSAGE}\nIs the museum closed on Mondays?"},
+    ]
+    first = smol.choose(messages, ("yes", "no"))
+    assert set(first) == {"yes", "no"}
+    assert abs(sum(first.values()) - 1) < 1e-9 and all(0 < p < 1 for p in first.values())
+    assert smol.choose(messages, ("yes", "no")) == first
+    # the probabilities of the first reply token, over the whole vocabulary
+    p = {w: smol.first_token_probability(w) for w in ("yes", "Yes", "no", "No")}
+    assert all(v is not None and 0 < v < 1 for v in p.values()) and sum(p.values()) <= 1 + 1e-9
+    p_yes, p_no = p["yes"] + p["Yes"], p["no"] + p["No"]  # choose() counts both spellings
+    assert abs(p_yes / (p_yes + p_no) - first["yes"]) < 1e-9
+    reply = "".join(smol.stream(messages, max_tokens=1))
+    assert smol.first_token_probability(reply) >= max(p.values()) - 1e-9  # greedy: the likeliest
+    after, _ = ask(smol, "When does the museum open?")
+    assert after == before

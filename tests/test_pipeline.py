@@ -196,3 +196,74 @@ def test_one_ingest_writes_many_documents_each_once_and_the_last_of_a_repeated_i
         assert len(bot.documents()) == 300 and bot.store.count() == 300 == bot.keyword.count()
         (r7,) = bot.store.get_chunks("r7")
         assert r7.text == "Bravo replaces the seventh record."
+
+
+def test_verification_refuses_what_the_model_says_the_passages_do_not_state(
+    scripted_bot: Chatbot, scripted: ScriptedGenerator
+) -> None:
+    """With verify_answers, the model is asked a second time, whether the cited passages state
+    the answer; "no" refuses it, "yes" keeps it. (The scripted generator has no probabilities:
+    its one-word reply is the verdict, rag/verify.py's path for such generators.)"""
+    bot = Chatbot(
+        scripted_bot.settings.replace(verify_answers=True),
+        embedder=scripted_bot.embedder,
+        generator=scripted,
+    )
+    hits = bot.search(QUESTION)
+    gold = next(i for i, h in enumerate(hits, 1) if "Avril Haines" in h.chunk.text)
+    reply = f"Avril Haines, William Burns and Christopher Wray [{gold}]."
+
+    scripted.enqueue(reply)
+    scripted.enqueue("Yes")
+    kept = bot.ask(QUESTION)
+    assert not kept.refused and kept.text == reply and kept.usage["verified"] == 1.0
+    check = scripted.prompts[-1]
+    assert check[0]["content"].startswith("You check answers against passages")
+    # only the cited passage is shown to the checker, with the answer without its marker
+    assert hits[gold - 1].chunk.text in check[1]["content"]
+    assert (
+        "Proposed answer: Avril Haines, William Burns and Christopher Wray." in check[1]["content"]
+    )
+    assert kept.timings["verify"] > 0
+
+    scripted.enqueue(reply)
+    scripted.enqueue("No.")
+    doubted = bot.ask(QUESTION)
+    assert doubted.refused and doubted.citations == () and doubted.usage["verified"] == 0.0
+    assert doubted.text == "I could not find this in your documents."
+    assert doubted.raw == reply  # the model's answer is kept for inspection
+
+    scripted.enqueue(reply)
+    scripted.enqueue("Perhaps")  # no verdict: the answer stands on the citation checks alone
+    assert not bot.ask(QUESTION).refused
+
+
+def test_verification_is_off_by_default(scripted_bot: Chatbot, scripted: ScriptedGenerator) -> None:
+    hits = scripted_bot.search(QUESTION)
+    gold = next(i for i, h in enumerate(hits, 1) if "Avril Haines" in h.chunk.text)
+    scripted.enqueue(f"Avril Haines, William Burns and Christopher Wray [{gold}].")
+    answer = scripted_bot.ask(QUESTION)
+    assert len(scripted.prompts) == 1 and "verified" not in answer.usage
+
+
+def test_an_answer_the_model_nearly_refused_is_refused(sample_bot: Chatbot) -> None:
+    """max_doubt: the model's probability of having begun with NOT_FOUND (its first token's
+    distribution, recorded by the real generator) refuses the answer when it reaches the
+    threshold; 0 turns it off, and the probability is reported either way."""
+    question = "Who did Hammouchi meet?"
+    settings = sample_bot.settings.replace(check_citations=False, min_relevance=0.0)
+    lenient = Chatbot(
+        settings.replace(max_doubt=0.0),
+        embedder=sample_bot.embedder,
+        generator=sample_bot.generator,
+    ).ask(question)
+    doubt = lenient.usage["not_found_probability"]
+    assert not lenient.refused and 0 < doubt < 1, lenient.raw
+    strict = Chatbot(
+        settings.replace(max_doubt=doubt / 2),
+        embedder=sample_bot.embedder,
+        generator=sample_bot.generator,
+    ).ask(question)
+    assert strict.usage["not_found_probability"] == pytest.approx(doubt, rel=1e-3)
+    assert strict.refused and strict.citations == () and strict.raw == lenient.raw
+    assert strict.text == "I could not find this in your documents."
