@@ -29,6 +29,7 @@ def doubt_threshold(llm: str) -> float:
     """The calibrated refusal threshold for the model named as in Settings.llm; 0 = none."""
     return DOUBT.get(llm, 0.0)
 
+
 LANGUAGE_NAMES = {
     "en": "English",
     "fr": "French",
