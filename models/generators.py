@@ -176,17 +176,20 @@ class LlamaCppGenerator:
         self, messages: Sequence[dict[str, str]], options: Sequence[str]
     ) -> dict[str, float]:
         """The probability of each option (its first token, also capitalised) being the start
-        of the reply, normalised over the options: a yes/no answer with its confidence."""
+        of the reply, normalised over the options: a yes/no answer with its confidence. Empty
+        when the first token's distribution could not be read (a reply whose first character
+        spans two tokens)."""
         import numpy as np
 
         with self._run_lock:
             for _ in self.stream(messages, max_tokens=1):
                 pass
             scores = {o: self._first_logprob((o, o.capitalize())) for o in options}
-        if any(v is None for v in scores.values()):
-            raise GenerationError("The model gave no reply to choose from.")
-        top = max(v for v in scores.values() if v is not None)
-        weights = {o: float(np.exp(v - top)) for o, v in scores.items() if v is not None}
+        known = {o: v for o, v in scores.items() if v is not None}
+        if len(known) < len(scores):
+            return {}
+        top = max(known.values())
+        weights = {o: float(np.exp(v - top)) for o, v in known.items()}
         total = sum(weights.values())
         return {o: w / total for o, w in weights.items()}
 

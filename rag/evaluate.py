@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import random
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -184,9 +185,9 @@ def score_answer(q: EvalQuestion, answer: Answer) -> dict[str, Any]:
         "question_lang": answer.language,
     }
     if not answer.refused:
-        plain = clean_markers(answer.text, 0)  # without its markers
-        row["answer_lang"] = detect_language(plain)
-        row["language_ok"] = float(row["answer_lang"] == answer.language)
+        own = own_words(clean_markers(answer.text, 0))  # without markers, quotes and names
+        row["answer_lang"] = detect_language(own) if own else None
+        row["language_ok"] = None if not own else float(row["answer_lang"] == answer.language)
         if answer.sentences:
             row["supported_share"] = sum(s.supported for s in answer.sentences) / len(
                 answer.sentences
@@ -208,6 +209,19 @@ def score_answer(q: EvalQuestion, answer: Answer) -> dict[str, Any]:
         else metrics.citation_recall([d for d, _ in cited], retrieved, q.context_id),
     )
     return row
+
+
+_QUOTED = re.compile(r"«[^»]*»|“[^”]*”|\"[^\"]*\"")
+_NAME_OR_NUMBER = re.compile(r"\b(?:[^\W\d_][\w'’-]*[A-Z]|[A-Z][\w'’-]*|\d[\d.,]*)\b", re.UNICODE)
+
+
+def own_words(answer: str) -> str:
+    """The answer's own words, whose language is measured: without quoted passage text, names
+    and numbers, which stay as written in the source. Empty when fewer than two words are left
+    ("Christopher Wray", "13-14 June 2022"): such an answer is in no language in particular."""
+    rest = _NAME_OR_NUMBER.sub(" ", _QUOTED.sub(" ", answer))
+    words = re.findall(r"[^\W\d_]{2,}", rest)
+    return " ".join(words) if len(words) >= 2 else ""
 
 
 def outcome(row: dict[str, Any], retrieval_only: bool) -> str:

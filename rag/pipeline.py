@@ -450,7 +450,7 @@ class Chatbot:
         doubt = self._doubt(generator)
         if doubt is not None:
             usage["not_found_probability"] = doubt
-            refused = refused or doubt >= self._doubt_threshold()
+            refused = refused or doubt >= self._doubt_threshold(generator)
         sentences: tuple[Sentence, ...] = ()
         citations: tuple[Citation, ...] = ()
         if not refused:
@@ -498,10 +498,10 @@ class Chatbot:
         probability = getattr(generator, "first_token_probability", None)
         return probability(prompts.NOT_FOUND) if callable(probability) else None
 
-    def _doubt_threshold(self) -> float:
+    def _doubt_threshold(self, generator: Generator) -> float:
         threshold = self.settings.max_doubt
-        if threshold < 0:
-            threshold = prompts.doubt_threshold(self.settings.llm)
+        if threshold < 0:  # calibrated per model: the generator's name is its Settings.llm
+            threshold = prompts.doubt_threshold(generator.name)
         return threshold if threshold > 0 else float("inf")
 
     def _verify(

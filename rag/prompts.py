@@ -26,7 +26,8 @@ DOUBT = {"qwen2.5-coder-1.5b-instruct": 0.1}
 
 
 def doubt_threshold(llm: str) -> float:
-    """The calibrated refusal threshold for the model named as in Settings.llm; 0 = none."""
+    """The calibrated refusal threshold for the model named as in Settings.llm (a packaged
+    name; a path to the same file is not recognised); 0 = none."""
     return DOUBT.get(llm, 0.0)
 
 

@@ -28,6 +28,8 @@ def support_probability(
     messages = prompts.verify_messages(question, answer, passages)
     choose = getattr(generator, "choose", None)
     if callable(choose):
-        return float(choose(messages, ("yes", "no"))["yes"])
+        chosen = choose(messages, ("yes", "no"))
+        if chosen:
+            return float(chosen["yes"])
     verdict = prompts.verdict("".join(generator.stream(messages, max_tokens=2)))
     return None if verdict is None else float(verdict)

@@ -181,3 +181,19 @@ def test_interrupted_run_keeps_finished_questions_and_resumes(
     result = evaluate(GOLD_QUESTIONS, bot, retrieval_only=True, out_dir=run, limit=5, resume=True)
     assert result.complete and [r["id"] for r in result.rows] == ["h01", "h02", "h03", "h04", "h05"]
     assert len((run / "results.jsonl").read_text().splitlines()) == 5
+
+
+def test_an_answers_language_is_measured_on_its_own_words() -> None:
+    """Quotes and names stay as written in the source (issue 5): the answer's language is
+    measured without them, and a bare name or date has none."""
+    from rag.evaluate import own_words
+    from rag.language import detect_language
+
+    assert own_words("Christopher Wray") == "" and own_words("13-14 June 2022") == ""
+    quoted = own_words(
+        'The passage mentions "volcanisme récurrent et ponctuel" and « laves basaltiques '
+        "fluides » as signs of volcanic activity."
+    )
+    assert "volcanisme" not in quoted and detect_language(quoted) == "en"
+    french = own_words("Abdellatif Hammouchi a rencontré la directrice du renseignement national.")
+    assert "Hammouchi" not in french and detect_language(french) == "fr"
