@@ -114,7 +114,7 @@ def main() -> None:
     runs = {r.name for r in args.runs}
     rows = [r for r in done.values() if r["run"] in runs]
     if args.mode == "verify":
-        summarize(rows, [0.1 * i for i in range(9)], lambda r, t: r["p"] < t)
+        summarize(rows, [0.1 * i for i in range(9)], lambda r, t: r["p"] < t)  # 0: none
     else:
         answerable = [r for r in rows if r["run"] in args.calibrate and not r["unanswerable"]]
         # the answers not refused already, likeliest to be refused first
@@ -122,7 +122,7 @@ def main() -> None:
         allowed = int(BUDGET * len(answerable))  # this many more may reach the threshold
         chosen = (doubts[allowed] + doubts[allowed - 1]) / 2 if allowed else 1.0
         print(f"calibrated on {len(answerable)} answerable questions: threshold {chosen:.4f}")
-        summarize(rows, [0.005, 0.01, 0.02, chosen, 0.05, 0.1], lambda r, t: r["p"] >= t)
+        summarize(rows, [1.01, 0.005, 0.01, 0.02, chosen, 0.05, 0.1], lambda r, t: r["p"] >= t)
 
 
 def summarize(rows: list[dict], thresholds: list[float], refuses) -> None:  # type: ignore[no-untyped-def]
