@@ -244,7 +244,7 @@ def test_an_instruction_planted_in_a_document_is_treated_as_text(  # type: ignor
 
 def test_the_model_doubts_a_wrong_answer_more_than_the_right_one(default_bot) -> None:  # type: ignore[no-untyped-def]
     """rag/verify.py with the default model: the passage naming the three directors supports
-    the right answer more than the same names in the wrong roles, or an invented meeting."""
+    the right answer, and not an invented meeting."""
     from rag.verify import support_probability
 
     hits = default_bot.search("Who did Hammouchi meet?")
