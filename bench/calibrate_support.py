@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 from rag import metrics  # noqa: E402
 from rag.citations import clean_markers  # noqa: E402
 from rag.config import Settings  # noqa: E402
+from rag.evaluate import hit_from_row  # noqa: E402
 from rag.pipeline import _is_refusal  # noqa: E402
 from rag.support import Rules, SupportChecker, decide, split_claims  # noqa: E402
-from rag.types import Chunk, Hit  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "calibrate_support.json"
 
@@ -74,18 +74,7 @@ def checker(runs: list[str]) -> None:
                 cases.append((row, None, None, None))
                 continue
             hits = [
-                Hit(
-                    Chunk(
-                        h["chunk_id"],
-                        h["doc_id"],
-                        h["text"],
-                        0,
-                        len(h["text"]),
-                        {"title": titles.get(h["doc_id"], "")},
-                    ),
-                    0.0,
-                    i,
-                )
+                hit_from_row(h, i, titles.get(h["doc_id"], ""))
                 for i, h in enumerate(row["retrieved"][:5], 1)
             ]
             scores = chk.scores([c.text for c in claims], hits, row["question"])

@@ -33,22 +33,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag import factory, prompts, verify  # noqa: E402
 from rag.config import Settings  # noqa: E402
+from rag.evaluate import hit_from_row  # noqa: E402
 from rag.language import detect_language  # noqa: E402
-from rag.types import Chunk, Hit  # noqa: E402
+from rag.types import Hit  # noqa: E402
 
 BUDGET = 0.05  # share of answerable questions the doubt threshold may refuse
 
 
-def hit(r: dict, rank: int) -> Hit:
-    chunk = Chunk(r["chunk_id"], r["doc_id"], r["text"], 0, len(r["text"]), {"title": r["title"]})
-    return Hit(chunk, r["score"], rank, r.get("similarity"))
-
-
 def cited_hits(row: dict) -> list[Hit]:
     ids = {c["chunk_id"] for c in row["citations"]}
-    return [
-        hit(r, n) for n, r in enumerate((r for r in row["retrieved"] if r["chunk_id"] in ids), 1)
-    ]
+    cited = (r for r in row["retrieved"] if r["chunk_id"] in ids)
+    return [hit_from_row(r, n) for n, r in enumerate(cited, 1)]
 
 
 def answer_text(row: dict) -> str:
@@ -62,7 +57,7 @@ def p_verified(gen, settings: Settings, row: dict) -> float | None:  # type: ign
 
 
 def p_doubt(gen, settings: Settings, row: dict) -> float | None:  # type: ignore[no-untyped-def]
-    hits = [hit(r, n) for n, r in enumerate(row["retrieved"][: settings.top_k], 1)]
+    hits = [hit_from_row(r, n) for n, r in enumerate(row["retrieved"][: settings.top_k], 1)]
     language = detect_language(row["question"])
     budget = settings.context_window - settings.max_tokens
     packed, _ = prompts.pack(row["question"], hits, language, gen.count_tokens, budget)
