@@ -2,7 +2,9 @@
 
 Times `Retriever.search(question, k=5)` as the pipeline calls it: the question's embedding
 (multilingual-e5-small, 2 threads), its language, the Chroma HNSW query, the BM25 query over
-each language's index, fusion and the chunk lookups; for "hybrid" (the default) and "dense".
+each language's index, fusion, the chunk lookups and the joining of overlapping neighbours
+(none overlap here: the chunks of a pseudo-document are laid end to end); for "hybrid" (the
+default) and "dense".
 
 The corpus and questions are those of bench/hnsw_recall.py (real e5 vectors of 100,000 short
 chunks of the evaluation passages plus Python docstrings, cached in ~/.cache/ragchat/bench:
@@ -55,10 +57,11 @@ def build(
         part = rows[start : start + PER_DOC]
         doc_id = f"doc{start // PER_DOC}"
         lang = detect_language(" ".join(r["text"] for r in part[:3]))
+        ends = np.cumsum([len(r["text"]) + 1 for r in part])  # laid end to end, a space apart
         chunks = [
-            Chunk(f"c{r['row']}", doc_id, r["text"], 0, len(r["text"]),
+            Chunk(f"c{r['row']}", doc_id, r["text"], end - 1 - len(r["text"]), end - 1,
                   {"lang": lang, "title": doc_id, "source": r.get("source", "")})
-            for r in part
+            for r, end in zip(part, ends.tolist())
         ]  # fmt: skip
         store.replace_document(doc_id, chunks, np.asarray(vectors[start : start + len(part)]))
         keyword.replace_document(doc_id, chunks, lang)
@@ -97,6 +100,7 @@ def main() -> None:
         "multilingual-e5-small", models_dir=Settings().models_dir
     )
     embedder.embed_query("warm up")
+    merge_chars = 2 * Settings().chunk_size  # as the pipeline builds its Retriever
     results = []
     for n in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix="ragchat-latency-") as tmp:
@@ -105,7 +109,7 @@ def main() -> None:
             entry: dict[str, Any] = {"chunks": n, "build_s": round(build_s, 1)}
             for mode in ("hybrid", "dense"):
                 retriever = Retriever(embedder, store, keyword if mode == "hybrid" else None,
-                                      mode=mode)  # fmt: skip
+                                      mode=mode, merge_chars=merge_chars)  # fmt: skip
                 entry[mode] = time_queries(retriever, queries)
             t0 = time.perf_counter()
             for q in queries:

@@ -1,6 +1,7 @@
 """Document -> Chunks: sentence-aware packing with overlap, pure and deterministic.
 
-Sentences are packed into chunks of at most `size` characters; each chunk after the first starts
+Sentences are packed into chunks of at most `size` characters, balanced (a text needing two
+chunks is cut near its middle, not after `size` characters); each chunk after the first starts
 with the last sentences of the previous one, up to `overlap` characters. A sentence longer than
 `size` is cut at whitespace. Every chunk keeps its character offsets (`doc.text[start:end] ==
 chunk.text`), its page (when the document has page offsets) and a content-derived id, so the
@@ -94,8 +95,34 @@ def _cut_long(text: str, span: tuple[int, int], size: int) -> list[tuple[int, in
 
 
 def chunk_spans(text: str, size: int, overlap: int) -> list[tuple[int, int]]:
-    """Pack sentences into (start, end) chunk spans."""
+    """Pack sentences into (start, end) chunk spans: as many chunks as packing up to `size`
+    needs, each no longer than that number requires (balanced), so that a text a little over
+    `size` becomes two halves rather than a full chunk and a scrap of its last sentences.
+    (Scraps are poor search targets: on English questions over German passages balanced chunks
+    found 0.988 of gold passages in the top 5 against 0.984; docs/results.md.)"""
     sentences = [p for s in split_sentences(text) for p in _cut_long(text, s, size)]
+    chunks = _pack(sentences, size, overlap)
+    if len(chunks) < 2:
+        return chunks
+    # Even chunks of the same count and overlap would be (covered + overlaps) / count long:
+    # start there and lengthen until packing needs no more chunks than at `size`. (Searching
+    # for the shortest such length instead would find lengths that save chunks by dropping
+    # the overlap.)
+    covered = sentences[-1][1] - sentences[0][0]
+    length = min(size, -(-(covered + (len(chunks) - 1) * overlap) // len(chunks)))
+    step = max(1, size // 50)
+    while length < size:
+        balanced = _pack(sentences, length, overlap)
+        if len(balanced) <= len(chunks):
+            return balanced
+        length += step
+    return chunks
+
+
+def _pack(sentences: list[tuple[int, int]], size: int, overlap: int) -> list[tuple[int, int]]:
+    """Greedy packing: each chunk takes sentences while it stays within `size` (a sentence
+    longer than that is a chunk of its own), then the next one backs up over the trailing
+    sentences that fit in `overlap`."""
     chunks: list[tuple[int, int]] = []
     i = 0
     while i < len(sentences):
@@ -105,7 +132,6 @@ def chunk_spans(text: str, size: int, overlap: int) -> list[tuple[int, int]]:
         chunks.append((sentences[i][0], sentences[j][1]))
         if j + 1 >= len(sentences):
             break
-        # next chunk: back up over the trailing sentences that fit in `overlap`
         k = j + 1
         while k - 1 > i and sentences[j][1] - sentences[k - 1][0] <= overlap:
             k -= 1

@@ -46,6 +46,9 @@ class Settings:
     llm_api_key: str = field(default="", repr=False)
     # passages retrieved and shown to the model
     top_k: int = 5
+    # join retrieved chunks of one document that overlap (neighbours) into one passage, up to
+    # two chunks' length
+    merge_neighbours: bool = True
     # chunk length and overlap between neighbouring chunks, in characters
     chunk_size: int = 1000
     chunk_overlap: int = 200

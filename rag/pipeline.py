@@ -150,6 +150,8 @@ class Chatbot:
             self.keyword if mode != "dense" else None,
             mode=mode,
             reranker=self.reranker,
+            # neighbours joined up to two chunks' length
+            merge_chars=2 * self.settings.chunk_size if self.settings.merge_neighbours else 0,
         )
 
     # -- documents -----------------------------------------------------------------------------

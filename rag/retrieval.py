@@ -1,4 +1,5 @@
-"""Query -> ranked Hits: dense (embedder + vector store), keyword (BM25), their fusion, reranking.
+"""Query -> ranked Hits: dense (embedder + vector store), keyword (BM25), their fusion, the
+joining of overlapping neighbours (`merge_neighbours`), reranking.
 
 Hybrid search fuses the two rankings by weighted reciprocal rank (RRF): a chunk scores
 `1 / (rrf_k + dense rank) + w / (rrf_k + keyword rank)`, where the keyword weight `w` depends on
@@ -64,6 +65,7 @@ class Retriever:
         fusion: Fusion | None = None,
         reranker: Reranker | None = None,
         rerank_depth: int = 30,
+        merge_chars: int = 0,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"retrieval mode must be one of {', '.join(MODES)}, got {mode!r}.")
@@ -76,6 +78,7 @@ class Retriever:
         self.fusion = fusion or Fusion()
         self.reranker = reranker
         self.rerank_depth = rerank_depth
+        self.merge_chars = merge_chars  # > 0: join overlapping neighbours up to this length
 
     def search(
         self, query: str, k: int, translations: Mapping[str, str] | None = None
@@ -85,13 +88,27 @@ class Retriever:
         if not query.strip():
             return []
         depth = max(k, self.rerank_depth) if self.reranker else k
-        hits, lost = self._search(query, depth, translations or {})
-        if lost and len(hits) < depth:  # candidates deleted meanwhile (a document replaced)
-            hits, _ = self._search(query, depth, translations or {})
-        hits = newest_versions(hits)
+        hits = self._candidates(query, depth, translations or {})
         if self.reranker:
             hits = self.reranker.rerank(query, hits, k)
         return hits[:k]
+
+    def _candidates(self, query: str, depth: int, translations: Mapping[str, str]) -> list[Hit]:
+        """The `depth` best hits, one version of each document, overlapping neighbours joined.
+        Joining shortens the list: twice as many chunks are read, and more (up to 16 times
+        `depth`) while the joined list is still short and the store has more."""
+        wanted = 2 * depth if self.merge_chars else depth
+        while True:
+            hits, lost = self._search(query, wanted, translations)
+            if lost and len(hits) < wanted:  # candidates deleted meanwhile (a document replaced)
+                hits, _ = self._search(query, wanted, translations)
+            found = len(hits)
+            hits = newest_versions(hits)
+            if self.merge_chars:
+                hits = merge_neighbours(hits, self.merge_chars)
+            if len(hits) >= depth or found < wanted or wanted >= 16 * depth:
+                return hits[:depth]
+            wanted *= 2
 
     def _search(
         self, query: str, depth: int, translations: Mapping[str, str]
@@ -191,6 +208,72 @@ def newest_versions(hits: Sequence[Hit]) -> list[Hit]:
     if len(kept) == len(hits):
         return list(hits)
     return [replace(h, rank=r) for r, h in enumerate(kept, 1)]
+
+
+def merge_neighbours(hits: Sequence[Hit], max_chars: int) -> list[Hit]:
+    """Join the hits of overlapping chunks of one document (neighbours, which share their
+    overlap) into one hit at the better one's rank, with the text they cover together, as long
+    as that spans at most `max_chars` characters.
+
+    Two neighbours in the top k are one passage read twice: as two hits they take two places in
+    the list and two in the prompt, one of them repeating the other's overlap. Joined, the place
+    freed goes to another passage (docs/results.md: on English questions over German passages,
+    0.991 of gold passages in the top 5 instead of 0.988). Chunks that do not overlap stay
+    apart, and so does a chunk that would make a joined hit longer than `max_chars` (the prompt
+    takes the most relevant passages first; a whole document in one hit would crowd them out).
+    Ranks are renumbered."""
+    groups: list[list[Hit]] = []
+    for hit in hits:
+        for group in groups:
+            touches = any(_overlap(hit.chunk, h.chunk) for h in group)
+            if touches and _span([*group, hit]) <= max_chars:
+                group.append(hit)
+                break
+        else:
+            groups.append([hit])
+    if len(groups) == len(hits):
+        return list(hits)
+    return [replace(_joined(g), rank=r) for r, g in enumerate(groups, 1)]
+
+
+def _span(group: Sequence[Hit]) -> int:
+    return max(h.chunk.end for h in group) - min(h.chunk.start for h in group)
+
+
+def _overlap(a: Chunk, b: Chunk) -> bool:
+    """Same document (same version), same page, and the spans share text or touch."""
+    return (
+        a.doc_id == b.doc_id
+        and a.metadata.get("generation", 0) == b.metadata.get("generation", 0)
+        and a.metadata.get("page") == b.metadata.get("page")
+        and a.start <= b.end
+        and b.start <= a.end
+    )
+
+
+def _joined(group: list[Hit]) -> Hit:
+    """One hit for overlapping hits of one document: their chunks' texts joined over the
+    overlap (each chunk's text is its document's text between its offsets), the best one's
+    score and metadata, the highest similarity."""
+    best = group[0]
+    if len(group) == 1:
+        return best
+    parts = sorted((h.chunk for h in group), key=lambda c: (c.start, -c.end))
+    text, start, end = parts[0].text, parts[0].start, parts[0].end
+    for c in parts[1:]:
+        if c.end > end:
+            text += c.text[end - c.start :]
+            end = c.end
+    similarities = [h.similarity for h in group if h.similarity is not None]
+    chunk = Chunk(
+        "+".join(c.id for c in parts),
+        best.chunk.doc_id,
+        text,
+        start,
+        end,
+        {**best.chunk.metadata, "chunk_index": parts[0].metadata.get("chunk_index", 0)},
+    )
+    return replace(best, chunk=chunk, similarity=max(similarities) if similarities else None)
 
 
 def fuse(

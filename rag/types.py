@@ -28,7 +28,7 @@ class Document:
 class Chunk:
     """A passage of a document; `text == document.text[start:end]`."""
 
-    id: str  # content-derived, stable across ingests
+    id: str  # content-derived, stable across ingests; "id1+id2" for neighbours joined by search
     doc_id: str
     text: str
     start: int

@@ -71,3 +71,14 @@ def test_any_text_chunks_with_exact_offsets(text: str, size: int, overlap: int) 
     for c in chunk_document(doc(text), size=size, overlap=overlap):
         assert text[c.start : c.end] == c.text
         assert 0 < len(c.text) <= size
+
+
+def test_a_text_a_little_over_size_is_cut_near_its_middle() -> None:
+    sentences = [f"Sentence number {i:02d} says something." for i in range(30)]
+    text = " ".join(sentences)  # 1,139 characters
+    chunks = chunk_document(doc(text), size=1000, overlap=200)
+    assert len(chunks) == 2  # as many as packing up to 1,000 characters needs
+    lengths = [len(c.text) for c in chunks]
+    assert max(lengths) - min(lengths) <= 80, lengths  # not 1,000 and a scrap
+    assert chunks[1].start < chunks[0].end  # the overlap is kept
+    assert chunks[0].start == 0 and chunks[-1].end == len(text)

@@ -47,7 +47,8 @@ def test_bad_files_are_skipped_and_the_rest_ingested(bot: Chatbot, tmp_path: Pat
 
 def test_search_finds_the_french_passage_for_an_english_question(sample_bot: Chatbot) -> None:
     hits = sample_bot.search(QUESTION, k=3)
-    assert [h.rank for h in hits] == [1, 2, 3]
+    # one article: its overlapping chunks come back joined, so fewer than 3 hits can hold it
+    assert hits and [h.rank for h in hits] == list(range(1, len(hits) + 1))
     assert any("Avril Haines" in h.chunk.text for h in hits)
     assert all(h.chunk.doc_id == str(SAMPLE_CORPUS.resolve()) for h in hits)
 

@@ -212,3 +212,68 @@ def test_a_document_being_replaced_is_searched_in_one_version(
         got = Retriever(bot.embedder, bot.store, bot.keyword, mode=mode).search("ships", 10)
         assert got and {h.chunk.text.split(" counts ")[1][:2] for h in got} == {"70"}
         assert [h.rank for h in got] == list(range(1, len(got) + 1))
+
+
+def test_overlapping_neighbours_are_joined_into_one_hit() -> None:
+    from rag.retrieval import merge_neighbours
+
+    text = "".join(f"Sentence {i:02d} of the ledger. " for i in range(30)).strip()
+
+    def hit(doc: str, start: int, end: int, rank: int, similarity: float) -> Hit:
+        chunk = Chunk(f"{doc}{start}", doc, text[start:end], start, end, {"chunk_index": start})
+        return Hit(chunk, score=1.0 / rank, rank=rank, similarity=similarity)
+
+    got = merge_neighbours(
+        [
+            hit("a", 100, 300, 1, 0.8),
+            hit("b", 100, 300, 2, 0.7),  # another document: stays apart
+            hit("a", 250, 450, 3, 0.9),  # overlaps a's first hit: joined into it
+            hit("a", 600, 700, 4, 0.5),  # same document, no overlap: stays apart
+            hit("a", 0, 120, 5, 0.6),  # overlaps the joined hit
+            hit("a", 440, 610, 6, 0.4),  # joins rank 4's (rank 1's would grow past 500)
+        ],
+        max_chars=500,
+    )
+    assert [(h.chunk.doc_id, h.chunk.start, h.chunk.end, h.rank) for h in got] == [
+        ("a", 0, 450, 1),
+        ("b", 100, 300, 2),
+        ("a", 440, 700, 3),
+    ]
+    joined = got[0]
+    assert joined.chunk.text == text[0:450]  # exact text, the overlaps counted once
+    assert joined.score == 1.0 and joined.similarity == 0.9
+    assert joined.chunk.id == "a0+a100+a250"
+    assert got[2].chunk.text == text[440:700] and got[2].score == 1 / 4
+    untouched = [hit("a", 0, 100, 1, 0.5), hit("a", 300, 400, 2, 0.5)]
+    assert merge_neighbours(untouched, 1000) == untouched
+
+
+def test_search_returns_each_stretch_of_a_document_once(
+    settings: Settings, minilm: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    doc = tmp_path / "harbour.txt"
+    doc.write_text(
+        " ".join(f"The harbour ledger of year {1900 + i} counts {i} ships." for i in range(40)),
+        encoding="utf-8",
+    )
+    bot = Chatbot(settings.replace(chunk_size=200, chunk_overlap=80), embedder=minilm)
+    bot.ingest([doc])
+    text = doc.read_text(encoding="utf-8")
+    apart = Retriever(bot.embedder, bot.store, bot.keyword)
+    before = apart.search("harbour ledger ships", 5)
+    assert any(  # without merging, neighbours that share text fill the list
+        a.chunk.start < b.chunk.end and b.chunk.start < a.chunk.end
+        for a in before
+        for b in before
+        if a is not b
+    )
+    got = bot.search("harbour ledger ships", k=5)
+    assert len(got) == 5 and [h.rank for h in got] == [1, 2, 3, 4, 5]
+    for h in got:
+        assert text[h.chunk.start : h.chunk.end] == h.chunk.text
+        assert len(h.chunk.text) <= 400  # two chunks' length at most
+
+    def covered(hits: list[Hit]) -> int:
+        return len({i for h in hits for i in range(h.chunk.start, h.chunk.end)})
+
+    assert covered(got) > covered(before)  # the same five places hold more of the document
