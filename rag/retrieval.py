@@ -217,11 +217,11 @@ def merge_neighbours(hits: Sequence[Hit], max_chars: int) -> list[Hit]:
 
     Two neighbours in the top k are one passage read twice: as two hits they take two places in
     the list and two in the prompt, one of them repeating the other's overlap. Joined, the place
-    freed goes to another passage (docs/results.md: on English questions over German passages,
-    0.991 of gold passages in the top 5 instead of 0.988). Chunks that do not overlap stay
-    apart, and so does a chunk that would make a joined hit longer than `max_chars` (the prompt
-    takes the most relevant passages first; a whole document in one hit would crowd them out).
-    Ranks are renumbered."""
+    freed goes to another passage (docs/results.md: on the mini set of English questions over
+    German passages, 0.991 of gold passages in the top 5 instead of 0.988). Chunks that do not
+    overlap stay apart, and so does a chunk that would make a joined hit longer than
+    `max_chars` (the prompt takes the most relevant passages first; a whole document in one hit
+    would crowd them out). Ranks are renumbered."""
     groups: list[list[Hit]] = []
     for hit in hits:
         for group in groups:
