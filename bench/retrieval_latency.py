@@ -100,7 +100,7 @@ def main() -> None:
         "multilingual-e5-small", models_dir=Settings().models_dir
     )
     embedder.embed_query("warm up")
-    merge_chars = 2 * Settings().chunk_size  # as the pipeline builds its Retriever
+    merge_chars = Settings().merge_chars  # as the pipeline builds its Retriever
     results = []
     for n in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(prefix="ragchat-latency-") as tmp:

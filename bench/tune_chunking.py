@@ -22,22 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.chunking import _cut_long, _pack, chunk_spans, split_sentences
+from rag.chunking import chunk_spans
 from rag.config import Settings
 from rag.factory import build_embedder
 from rag.retrieval import merge_neighbours
 from rag.types import Chunk, Hit
 
-SIZE, OVERLAP = Settings().chunk_size, Settings().chunk_overlap
-
-
-def greedy(text: str) -> list[tuple[int, int]]:
-    sentences = [p for s in split_sentences(text) for p in _cut_long(text, s, SIZE)]
-    return _pack(sentences, SIZE, OVERLAP)
-
-
-def balanced(text: str) -> list[tuple[int, int]]:
-    return chunk_spans(text, SIZE, OVERLAP)
+SETTINGS = Settings()
+SIZE, OVERLAP = SETTINGS.chunk_size, SETTINGS.chunk_overlap
 
 
 def questions(data: Path, name: str, held_out: bool) -> list[dict]:
@@ -59,7 +51,7 @@ def measure(chunks: list[Chunk], vectors: np.ndarray, qs: list[dict], qv: np.nda
         rank = docs.index(q["context_id"]) + 1 if q["context_id"] in docs else None
         r5 += bool(rank and rank <= 5)
         mrr += 1 / rank if rank else 0
-        joined = merge_neighbours(hits, 2 * SIZE)[:5]
+        joined = merge_neighbours(hits, SETTINGS.merge_chars)[:5]
         joined5 += any(h.chunk.doc_id == q["context_id"] for h in joined)
     n = len(qs)
     return {
@@ -86,11 +78,11 @@ def main() -> None:
         qs = questions(args.data, name, args.held_out)
         qv = np.stack([embedder.embed_query(q["question"]) for q in qs])
         report["sets"][name] = {"questions": len(qs)}
-        for label, spans in (("greedy", greedy), ("balanced", balanced)):
+        for label, balanced in (("greedy", False), ("balanced", True)):
             chunks = [
                 Chunk(f"{d['id']}:{a}", d["id"], d["text"][a:b], a, b, {})
                 for d in docs
-                for a, b in spans(d["text"])
+                for a, b in chunk_spans(d["text"], SIZE, OVERLAP, balanced=balanced)
             ]
             vectors = embedder.embed_documents([c.text for c in chunks])
             row = {"chunks": len(chunks), **measure(chunks, vectors, qs, qv)}

@@ -94,16 +94,19 @@ def _cut_long(text: str, span: tuple[int, int], size: int) -> list[tuple[int, in
     return pieces
 
 
-def chunk_spans(text: str, size: int, overlap: int) -> list[tuple[int, int]]:
+def chunk_spans(
+    text: str, size: int, overlap: int, *, balanced: bool = True
+) -> list[tuple[int, int]]:
     """Pack sentences into (start, end) chunk spans: as many chunks as packing up to `size`
     needs, each no longer than that number requires (balanced), so that a text a little over
     `size` becomes two halves rather than a full chunk and a scrap of its last sentences.
     (Scraps are poor search targets: on the mini set of English questions over German passages
     balanced chunks found 0.988 of gold passages in the top 5 against 0.984; over held-out
-    questions of three sets, 2 of 2,604 more; docs/results.md.)"""
+    questions of three sets, 2 of 2,604 more; docs/results.md.) `balanced=False`: plain greedy
+    packing, each chunk filled up to `size`."""
     sentences = [p for s in split_sentences(text) for p in _cut_long(text, s, size)]
     chunks = _pack(sentences, size, overlap)
-    if len(chunks) < 2:
+    if not balanced or len(chunks) < 2:
         return chunks
     # Even chunks of the same count and overlap would be (covered + overlaps) / count long:
     # start there and lengthen until packing needs no more chunks than at `size`. (Searching
@@ -113,9 +116,9 @@ def chunk_spans(text: str, size: int, overlap: int) -> list[tuple[int, int]]:
     length = min(size, -(-(covered + (len(chunks) - 1) * overlap) // len(chunks)))
     step = max(1, size // 50)
     while length < size:
-        balanced = _pack(sentences, length, overlap)
-        if len(balanced) <= len(chunks):
-            return balanced
+        even = _pack(sentences, length, overlap)
+        if len(even) <= len(chunks):
+            return even
         length += step
     return chunks
 

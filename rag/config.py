@@ -130,6 +130,12 @@ class Settings:
         return self.store or str(Path(self.data_dir) / "store")
 
     @property
+    def merge_chars(self) -> int:
+        """The longest passage that joining overlapping neighbours may make (two chunks'
+        length); 0 when `merge_neighbours` is off."""
+        return 2 * self.chunk_size if self.merge_neighbours else 0
+
+    @property
     def models_dir(self) -> Path:
         """Where model files are assembled and built."""
         return Path(self.models) if self.models else Path(self.data_dir) / "models"

@@ -150,8 +150,7 @@ class Chatbot:
             self.keyword if mode != "dense" else None,
             mode=mode,
             reranker=self.reranker,
-            # neighbours joined up to two chunks' length
-            merge_chars=2 * self.settings.chunk_size if self.settings.merge_neighbours else 0,
+            merge_chars=self.settings.merge_chars,
         )
 
     # -- documents -----------------------------------------------------------------------------

@@ -95,21 +95,26 @@ def test_browser_answer_with_openable_source(
         page.screenshot(path=str(artifacts_dir(tmp_path) / "chat-scripted.png"))
 
 
+def give_file(page, selector: str, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Put a file in an upload input and wait for its name on the page. On a loaded machine the
+    input can take the file before Gradio has wired it (the POST succeeds, the name never
+    shows): the file is given again, at most 3 times."""
+    for attempt in range(3):
+        page.locator(selector).set_input_files(str(path))
+        try:
+            page.get_by_text(path.name).first.wait_for(timeout=20_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+
+
 def test_browser_upload_adds_a_document(served: str, tmp_path: Path) -> None:
     doc = tmp_path / "rabat-notes.md"
     doc.write_text("# Rabat notes\n\nRabat is the capital of Morocco.")
     with browser_page() as page:
         page.goto(served)
-        # as in the Evaluate tab below: on a loaded machine the input can take the file before
-        # Gradio has wired it (the name never shows); give it the file again, at most 3 times
-        for attempt in range(3):
-            page.locator("#upload input[type=file]").set_input_files(str(doc))
-            try:
-                page.get_by_text("rabat-notes.md").first.wait_for(timeout=20_000)
-                break
-            except PlaywrightTimeout:
-                if attempt == 2:
-                    raise
+        give_file(page, "#upload input[type=file]", doc)
         page.locator("#add").click()
         page.locator("#documents").get_by_text("Rabat notes").wait_for(timeout=60_000)
         assert "Added 1 documents" in page.locator("#ingest-status").inner_text()
@@ -120,16 +125,7 @@ def test_browser_evaluate_tab_runs_a_test_set(served: str, tmp_path: Path) -> No
     with browser_page() as page:
         page.goto(served)
         page.get_by_role("tab", name="Evaluate").click()
-        # on a loaded machine the tab's upload input can take the file before Gradio has wired
-        # it (the POST succeeds, the name never shows): give it the file again, at most 3 times
-        for attempt in range(3):
-            page.locator("#eval-file input[type=file]").set_input_files(str(questions))
-            try:
-                page.get_by_text("questions.jsonl").first.wait_for(timeout=20_000)
-                break
-            except PlaywrightTimeout:
-                if attempt == 2:
-                    raise
+        give_file(page, "#eval-file input[type=file]", questions)
         page.locator("#eval-limit input").fill("4")
         page.locator("#eval-retrieval-only input").check()
         page.locator("#eval-run").click()
