@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the evaluation figures of docs/results.md (default configuration).
-# Usage: bash bench/run_evals.sh [retrieval|passages|answers|all]   (from the repository root)
+# Usage: bash bench/run_evals.sh [retrieval|passages|answers|heldout|all]   (from the repository root)
 #   retrieval: each set's full document pool ingested once with the defaults, then the *_mini
 #              questions with --retrieval hybrid (the default), dense and keyword
 #   passages:  the same on whole passages (no chunking), dense and keyword: the protocol of the
@@ -8,6 +8,7 @@
 #   answers:   the default model on the sample-article gold set, 50 sampled piaf_fr_mini and 50
 #              xquad_en_q_es_mini questions, the unanswerable questions of eval/unanswerable/
 #              and the English questions over French passages of eval/piaf_fr_q_en/
+#   heldout:   the held-out unanswerable questions of eval/unanswerable_heldout/ (measuring only)
 # Runs land in docs/eval-runs/<name>/ with the data set's ATTRIBUTION file beside them.
 # RAGCHAT_EVAL_STORES=DIR keeps the ingested stores there (reused by a later run).
 set -euo pipefail
@@ -53,11 +54,19 @@ fi
 if [[ $WHAT == passages || $WHAT == all ]]; then
   retrieval_runs passages RAGCHAT_CHUNK_SIZE=1000000 RAGCHAT_CHUNK_OVERLAP=0
 fi
-if [[ $WHAT == answers || $WHAT == all ]]; then
-  h="$STORES/answers-hammouchi" piaf="$STORES/answers-piaf_fr" es="$STORES/answers-xquad_en_q_es"
+h="$STORES/answers-hammouchi" piaf="$STORES/answers-piaf_fr" es="$STORES/answers-xquad_en_q_es"
+if [[ $WHAT == answers || $WHAT == heldout || $WHAT == all ]]; then
   .venv/bin/ragchat ingest eval/hammouchi/documents.jsonl --store "$h"
   .venv/bin/ragchat ingest "$EVAL/piaf_fr/documents.jsonl" --store "$piaf"
   .venv/bin/ragchat ingest "$EVAL/xquad_en_q_es/documents.jsonl" --store "$es"
+fi
+if [[ $WHAT == heldout || $WHAT == all ]]; then
+  held=eval/unanswerable_heldout
+  run heldout-hammouchi "" $held/hammouchi.jsonl --store "$h"
+  run heldout-piaf_fr "$EVAL/piaf_fr" $held/piaf_fr.jsonl --store "$piaf"
+  run heldout-xquad_en_q_es "$EVAL/xquad_en_q_es" $held/xquad_en_q_es.jsonl --store "$es"
+fi
+if [[ $WHAT == answers || $WHAT == all ]]; then
   run answers-hammouchi "" eval/hammouchi/questions.jsonl --store "$h"
   run answers-hammouchi-unanswerable "" eval/unanswerable/hammouchi.jsonl --store "$h"
   run answers-piaf_fr-50 "$EVAL/piaf_fr" "$EVAL/piaf_fr_mini/questions.jsonl" \

@@ -13,7 +13,11 @@ every retrieved passage, across languages:
 
 A passage (its text and its title, both of which the model read) supports a claim when it holds
 the claim's numbers and its best sentence is similar enough on its own, or related and anchored
-by the claim's names (or, for a claim without names, its numbers). The model's markers are then
+by the claim's names (or, for a claim without names, its numbers); and when it is about what the
+question asks about: a passage that holds none of the question's names, while another retrieved
+passage holds one, does not support the answer (a visitor count from a passage about a basilica
+is no answer about a castle; a name no passage holds may be written in another language, and is
+not asked for). The model's markers are then
 checked: a marker of a supporting passage that scores within `Rules.margin` of the best one
 stays, any other goes; a supported claim whose markers all went, or that had none, cites its
 best supporting passage; a claim no passage supports is marked unsupported and cites nothing.
@@ -21,7 +25,8 @@ Each citation's quote is the passage sentence that best supports the claims citi
 
 The thresholds (Rules) were chosen on the default model's answers to the sample-article gold set
 and 50 piaf_fr_mini and 50 xquad_en_q_es_mini questions, replayed by
-bench/calibrate_support.py (docs/results.md, "Answers").
+bench/calibrate_support.py (docs/results.md, "Answers"); the subject rule, and two stricter
+rules left off (`claim_names`, `window`), by its `strict` mode on the recorded answers.
 """
 
 from __future__ import annotations
@@ -56,6 +61,16 @@ class Rules:
     related: float = 0.78  # cosine at which it supports a claim it anchors (names, numbers)
     names: float = 0.5  # share of the claim's names the passage must hold to anchor it
     margin: float = 0.02  # cited passages scoring this far below the best one are dropped
+    # what the question is about: the share of the question's names, among those some
+    # retrieved passage holds, that a supporting passage must hold (0: not checked). An answer
+    # about the château de Kilkenny drawn from a passage about a basilica is no answer.
+    subject: float = 0.01  # 0.01: at least one of them (bench/calibrate_support.py strict)
+    # a claim with names needs a passage holding `names` of them even when similar by itself
+    claim_names: bool = False
+    # where the claim's names and numbers must be: within this many sentences of the passage
+    # sentence that supports it (-1: anywhere in the passage). A name the passage holds in
+    # another stretch is a fact about something else ("Chang … centrifuge" is no cast list).
+    window: int = -1
     # best question-passage cosine under which nothing is relevant: 0.74 for e5, below every
     # one of the 1,206 answerable *_mini questions (lowest 0.749, en->es); on-topic questions
     # the documents do not answer score like answerable ones, and are left to the checks
@@ -137,7 +152,11 @@ _MONTHS = set(
 _ASKS_NUMBER = re.compile(
     r"\b(how (many|much|old|long|far|tall|high|large)|what (percentage|proportion|number)|"
     r"combien|quel (âge|pourcentage|nombre)|quelle (taille|proportion)|cu[áa]nt[oa]s?|"
-    r"qu[ée] (edad|porcentaje)|wie (viele?|alt|lange|hoch|gro(ß|ss)))\b",
+    r"qu[ée] (edad|porcentaje)|wie (viele?|alt|lange|hoch|gro(ß|ss))|"
+    # an amount asked for by name: "Quel était le budget …", "What is the cost of …"
+    r"(what|quel|quelle|cu[áa]l) (is|was|were|are|est|était|etait|sont|étaient|es|era|fue) "
+    r"(the |le |la |les |l'|el |los |las )?(budget|cost|price|amount|salary|"
+    r"coût|cout|montant|salaire|presupuesto|costo|coste|precio|monto|salario))\b",
     re.IGNORECASE,
 )
 _ASKS_TIME = re.compile(
@@ -151,11 +170,15 @@ _ASKS_TIME = re.compile(
 def answers_the_question(question: str, answer: str) -> bool:
     """Whether an answer has the kind of content its question asks for: a number for "how
     many", a number or a month for "when". "The delegation was made of directors [1]." is
-    supported by its passage, and still no answer to "How many people were in it?"."""
+    supported by its passage, and still no answer to "How many people were in it?". The
+    question's own numbers do not count: "in 1808" repeated is no answer to "How many soldiers
+    died in 1808?"."""
+    given = numbers(question)
     if _ASKS_NUMBER.search(question):
-        return bool(numbers(answer))
+        return bool(numbers(answer) - given)
     if _ASKS_TIME.search(question):
-        return bool(numbers(answer)) or bool(set(_WORD.findall(fold(answer))) & _MONTHS)
+        months = set(_WORD.findall(fold(answer))) - set(_WORD.findall(fold(question)))
+        return bool(numbers(answer) - given) or bool(months & _MONTHS)
     return True
 
 
@@ -169,6 +192,28 @@ def names(text: str, stopwords: frozenset[str]) -> set[str]:
                 if len(part) > 1 and part not in stopwords:
                     found.add(part)
     return found
+
+
+def question_names(question: str, stopwords: frozenset[str]) -> set[str]:
+    """The names of a question: its capitalised words but the first ("Quel", "Which")."""
+    first = _NAME.search(question)
+    return names(question[first.end() :] if first else question, stopwords)
+
+
+def _near(
+    text: str, spans: Sequence[tuple[int, int]], window: int, names_: set[str], nums: set[str]
+) -> np.ndarray:
+    """Per sentence of a passage: whether the sentences within `window` of it hold all of
+    `names_` and `nums` (True everywhere when there is nothing to find)."""
+    near = np.ones(len(spans), dtype=bool)
+    if not names_ and not nums:
+        return near
+    for s in range(len(spans)):
+        a, b = spans[max(0, s - window)][0], spans[min(len(spans) - 1, s + window)][1]
+        stretch = text[a:b]
+        words = set(_WORD.findall(fold(stretch)))
+        near[s] = nums <= numbers(stretch) and all(_holds(words, n) for n in names_)
+    return near
 
 
 def _holds(words: set[str], name: str) -> bool:
@@ -275,9 +320,17 @@ class SupportChecker:
             citations.append(Citation(n, chunk, chunk.text[start:end], start, end))
         return citations
 
-    def scores(self, claims: Sequence[str], hits: Sequence[Hit], question: str = "") -> Scores:
+    def scores(
+        self,
+        claims: Sequence[str],
+        hits: Sequence[Hit],
+        question: str = "",
+        window: int | None = None,
+    ) -> Scores:
         """Similarity, names and numbers of every claim against every passage. A claim is
-        embedded after the question it answers: "Christopher Wray." alone means little."""
+        embedded after the question it answers: "Christopher Wray." alone means little.
+        `window` overrides the rules' (for replaying other settings on the same vectors)."""
+        window = self.rules.window if window is None else window
         claim_vectors = np.stack(
             [self.embedder.embed_query(f"{question} {c}".strip()) for c in claims]
         )
@@ -286,27 +339,44 @@ class SupportChecker:
             passage_spans, vectors = self._sentences(hit)
             spans.append(passage_spans)
             sims.append(claim_vectors @ vectors.T)  # claims x sentences
-        sim = np.array([[s[c].max() for s in sims] for c in range(len(claims))])
         # the title is part of what the model read (`<passage title="…">`)
         read = [f"{h.chunk.title}\n{h.chunk.text}" for h in hits]
         passage_words = [set(_WORD.findall(fold(t))) for t in read]
         passage_numbers = [numbers(t) for t in read]
-        name_share = np.ones_like(sim)
+        text_words = [set(_WORD.findall(fold(h.chunk.text))) for h in hits]
+        text_numbers = [numbers(h.chunk.text) for h in hits]
+        asked = question_names(question, self._stopwords)
+        asked_numbers = numbers(question)
+        name_share = np.ones((len(claims), len(hits)))
         has_names = np.zeros(len(claims), dtype=bool)
         claim_numbers = []
         for c, claim in enumerate(claims):
             found = names(claim, self._stopwords)
             has_names[c] = bool(found)
-            for i in range(len(hits)):
+            nums = {x for x in numbers(claim) if x}
+            claim_numbers.append(nums)
+            for i, hit in enumerate(hits):
                 if found:
                     held = sum(_holds(passage_words[i], name) for name in found)
                     name_share[c, i] = held / len(found)
-            claim_numbers.append({x for x in numbers(claim) if x})
+                if window >= 0:  # only sentences near the claim's own names and numbers
+                    # what the claim adds to the question, where the passage's text has it
+                    new_names = {n for n in found - asked if _holds(text_words[i], n)}
+                    new_nums = (nums - asked_numbers) & text_numbers[i]
+                    near = _near(hit.chunk.text, spans[i], window, new_names, new_nums)
+                    sims[i][c, ~near] = -1.0
+        sim = np.array([[s[c].max() for s in sims] for c in range(len(claims))])
         numbers_ok = np.array(
             [[nums <= p for p in passage_numbers] for nums in claim_numbers], dtype=bool
         )
         has_numbers = np.array([bool(nums) for nums in claim_numbers])
-        return Scores(sim, name_share, has_names, has_numbers, numbers_ok, spans, sims)
+        # the question's names that some passage holds: a passage holding none of them is
+        # about something else (names no passage holds may be written in another language)
+        known = [n for n in asked if any(_holds(w, n) for w in passage_words)]
+        subject = np.array(
+            [sum(_holds(w, n) for n in known) / len(known) if known else 1.0 for w in passage_words]
+        )
+        return Scores(sim, name_share, has_names, has_numbers, numbers_ok, spans, sims, subject)
 
     def _sentences(self, hit: Hit) -> tuple[list[tuple[int, int]], np.ndarray]:
         """A passage's sentence spans and their vectors, cached by chunk id."""
@@ -336,17 +406,25 @@ class Scores:
     numbers_ok: np.ndarray  # the passage holds the claim's numbers
     spans: list[list[tuple[int, int]]]  # per passage: its sentence spans
     sentence_sims: list[np.ndarray]  # per passage: claims x its sentences
+    subject: np.ndarray  # per passage: share of the question's names it holds (1: none known)
 
     def supports(self, rules: Rules) -> np.ndarray:
         """A passage supports a claim when it holds the claim's numbers and its best sentence
         is similar enough, or related and anchored: holding the claim's names (or, for a
-        claim without names, its numbers)."""
+        claim without names, its numbers). With `rules.claim_names`, a claim's names are
+        needed either way; with `rules.subject`, the passage must be about what the
+        question asks about."""
         named = self.has_names[:, None] & (self.name_share >= rules.names)
         counted = ~self.has_names[:, None] & self.has_numbers[:, None]
         anchored = named | counted
-        return self.numbers_ok & (
+        ok = self.numbers_ok & (
             (self.sim >= rules.similar) | ((self.sim >= rules.related) & anchored)
         )
+        if rules.claim_names:
+            ok &= named | ~self.has_names[:, None]
+        if rules.subject > 0:
+            ok &= (self.subject >= rules.subject)[None, :]
+        return ok
 
     def ranking(self) -> np.ndarray:
         """Which supporting passage is best: similarity, names a little, numbers a veto."""
