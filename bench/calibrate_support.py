@@ -2,9 +2,9 @@
 
     # thresholds of the checker, replayed on the answers of `ragchat eval` runs (*_mini sets)
     python bench/calibrate_support.py checker RUN_DIR [RUN_DIR ...]
-    # the question's subject, claim names and the sentence window (Rules.subject,
-    # claim_names, window) on top of the calibrated thresholds, per run
-    python bench/calibrate_support.py strict RUN_DIR [RUN_DIR ...]
+    # the question's subject (Rules.subject) at several shares on top of the calibrated
+    # thresholds, per run
+    python bench/calibrate_support.py strict RUN_DIR [RUN_DIR ...] [--out FILE.json]
     # the relevance threshold: best question-passage similarity of answerable and
     # unanswerable questions (retrieval only), QUESTIONS.jsonl:STORE pairs
     python bench/calibrate_support.py relevance QUESTIONS.jsonl:STORE [...]
@@ -149,43 +149,44 @@ def replay(cases: list, rules: Rules | None, answerable: int) -> dict:  # type: 
 
 
 def strict(runs: list[str]) -> None:
-    """Replay the subject, claim-name and window rules on the runs' recorded raw answers,
-    with the default e5 thresholds otherwise; print each run's figures per setting and write
-    them to bench/results/calibrate_strict.json."""
+    """Replay the subject rule (Rules.subject) at several shares on the runs' recorded raw
+    answers, with the default e5 thresholds otherwise; print each run's figures per setting
+    and write them to bench/results/calibrate_strict.json. (Commit dbe96a3 also swept two
+    stricter rules, names needed by similar claims and a sentence window; docs/results.md.)"""
     from dataclasses import replace
 
     from rag.support import rules_for
 
+    out = OUT.with_name("calibrate_strict.json")
+    if "--out" in runs:
+        at = runs.index("--out")
+        out, runs = Path(runs[at + 1]), runs[:at] + runs[at + 2 :]
     base = rules_for("multilingual-e5-small")
     chk = SupportChecker(_embedder(), base)
     titles = _titles()
-    windows = (-1, 0, 1, 2)
-    per_run: dict[str, dict[int, list]] = {}  # run -> window -> cases
+    per_run: dict[str, list] = {}  # run -> cases
     for run in runs:
-        rows = [json.loads(line) for line in open(Path(run) / "results.jsonl", encoding="utf-8")]
-        per_run[run] = {w: [] for w in windows}
-        for row in rows:
+        cases = per_run[run] = []
+        for line in open(Path(run) / "results.jsonl", encoding="utf-8"):
+            row = json.loads(line)
             text = row.get("raw") or ("" if row["refused"] else row["answer"])
             # refused before the model (relevance) or by the model: stays refused
-            model_refused = not row.get("raw") and row["refused"] or _is_refusal(text, 5)
+            model_refused = (not row.get("raw") and row["refused"]) or _is_refusal(text, 5)
             claims = None if model_refused else split_claims(clean_markers(text, 5))
             if not claims:
-                for w in windows:
-                    per_run[run][w].append((row, None, None, None))
+                cases.append((row, None, None, None))
                 continue
             hits = [
                 hit_from_row(h, i, titles.get(h["doc_id"], ""))
                 for i, h in enumerate(row["retrieved"][:5], 1)
             ]
-            for w in windows:
-                scores = chk.scores([c.text for c in claims], hits, row["question"], window=w)
-                per_run[run][w].append((row, claims, hits, scores))
+            scores = chk.scores([c.text for c in claims], hits, row["question"])
+            cases.append((row, claims, hits, scores))
     table = []
-    for subject, claim_names, w in itertools.product((0.0, 0.01, 0.5, 1.0), (False, True), windows):
-        rules = replace(base, subject=subject, claim_names=claim_names, window=w)
-        entry = {"subject": subject, "claim_names": claim_names, "window": w, "runs": {}}
-        for run, by_window in per_run.items():
-            cases = by_window[w]
+    for subject in (0.0, 0.01, 0.5, 1.0):
+        rules = replace(base, subject=subject)
+        entry: dict = {"subject": subject, "runs": {}}
+        for run, cases in per_run.items():
             answerable = sum(not row["unanswerable"] for row, *_ in cases)
             entry["runs"][Path(run).name] = replay(cases, rules, answerable)
         table.append(entry)
@@ -198,12 +199,7 @@ def strict(runs: list[str]) -> None:
             for name, r in entry["runs"].items()
             if r["n_answerable"]
         )
-        print(
-            f"subject={subject} names={claim_names:d} window={w}: unanswerable "
-            f"{refused}/{total} | {line}",
-            flush=True,
-        )
-    out = OUT.with_name("calibrate_strict.json")
+        print(f"subject={subject}: unanswerable {refused}/{total} | {line}", flush=True)
     out.write_text(json.dumps({"runs": runs, "table": table}, indent=1), encoding="utf-8")
 
 

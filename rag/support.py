@@ -25,8 +25,8 @@ Each citation's quote is the passage sentence that best supports the claims citi
 
 The thresholds (Rules) were chosen on the default model's answers to the sample-article gold set
 and 50 piaf_fr_mini and 50 xquad_en_q_es_mini questions, replayed by
-bench/calibrate_support.py (docs/results.md, "Answers"); the subject rule, and two stricter
-rules left off (`claim_names`, `window`), by its `strict` mode on the recorded answers.
+bench/calibrate_support.py (docs/results.md, "Answers"); the subject rule by its `strict` mode
+on the recorded answers (two stricter rules measured with it and dropped are in docs/results.md).
 """
 
 from __future__ import annotations
@@ -65,12 +65,6 @@ class Rules:
     # retrieved passage holds, that a supporting passage must hold (0: not checked). An answer
     # about the château de Kilkenny drawn from a passage about a basilica is no answer.
     subject: float = 0.01  # 0.01: at least one of them (bench/calibrate_support.py strict)
-    # a claim with names needs a passage holding `names` of them even when similar by itself
-    claim_names: bool = False
-    # where the claim's names and numbers must be: within this many sentences of the passage
-    # sentence that supports it (-1: anywhere in the passage). A name the passage holds in
-    # another stretch is a fact about something else ("Chang … centrifuge" is no cast list).
-    window: int = -1
     # best question-passage cosine under which nothing is relevant: 0.74 for e5, below every
     # one of the 1,206 answerable *_mini questions (lowest 0.749, en->es); on-topic questions
     # the documents do not answer score like answerable ones, and are left to the checks
@@ -200,22 +194,6 @@ def question_names(question: str, stopwords: frozenset[str]) -> set[str]:
     return names(question[first.end() :] if first else question, stopwords)
 
 
-def _near(
-    text: str, spans: Sequence[tuple[int, int]], window: int, names_: set[str], nums: set[str]
-) -> np.ndarray:
-    """Per sentence of a passage: whether the sentences within `window` of it hold all of
-    `names_` and `nums` (True everywhere when there is nothing to find)."""
-    near = np.ones(len(spans), dtype=bool)
-    if not names_ and not nums:
-        return near
-    for s in range(len(spans)):
-        a, b = spans[max(0, s - window)][0], spans[min(len(spans) - 1, s + window)][1]
-        stretch = text[a:b]
-        words = set(_WORD.findall(fold(stretch)))
-        near[s] = nums <= numbers(stretch) and all(_holds(words, n) for n in names_)
-    return near
-
-
 def _holds(words: set[str], name: str) -> bool:
     """Whether a passage's words hold a name, allowing the small differences of a name written
     in another language: "Daesh" holds "Daech"; "Morocco" does not hold "Maroc"."""
@@ -320,17 +298,10 @@ class SupportChecker:
             citations.append(Citation(n, chunk, chunk.text[start:end], start, end))
         return citations
 
-    def scores(
-        self,
-        claims: Sequence[str],
-        hits: Sequence[Hit],
-        question: str = "",
-        window: int | None = None,
-    ) -> Scores:
-        """Similarity, names and numbers of every claim against every passage. A claim is
-        embedded after the question it answers: "Christopher Wray." alone means little.
-        `window` overrides the rules' (for replaying other settings on the same vectors)."""
-        window = self.rules.window if window is None else window
+    def scores(self, claims: Sequence[str], hits: Sequence[Hit], question: str = "") -> Scores:
+        """Similarity, names and numbers of every claim against every passage, and how much
+        each passage is about the question's subject. A claim is embedded after the question
+        it answers: "Christopher Wray." alone means little."""
         claim_vectors = np.stack(
             [self.embedder.embed_query(f"{question} {c}".strip()) for c in claims]
         )
@@ -343,35 +314,25 @@ class SupportChecker:
         read = [f"{h.chunk.title}\n{h.chunk.text}" for h in hits]
         passage_words = [set(_WORD.findall(fold(t))) for t in read]
         passage_numbers = [numbers(t) for t in read]
-        text_words = [set(_WORD.findall(fold(h.chunk.text))) for h in hits]
-        text_numbers = [numbers(h.chunk.text) for h in hits]
-        asked = question_names(question, self._stopwords)
-        asked_numbers = numbers(question)
-        name_share = np.ones((len(claims), len(hits)))
+        sim = np.array([[s[c].max() for s in sims] for c in range(len(claims))])
+        name_share = np.ones_like(sim)
         has_names = np.zeros(len(claims), dtype=bool)
         claim_numbers = []
         for c, claim in enumerate(claims):
             found = names(claim, self._stopwords)
             has_names[c] = bool(found)
-            nums = {x for x in numbers(claim) if x}
-            claim_numbers.append(nums)
-            for i, hit in enumerate(hits):
+            for i in range(len(hits)):
                 if found:
                     held = sum(_holds(passage_words[i], name) for name in found)
                     name_share[c, i] = held / len(found)
-                if window >= 0:  # only sentences near the claim's own names and numbers
-                    # what the claim adds to the question, where the passage's text has it
-                    new_names = {n for n in found - asked if _holds(text_words[i], n)}
-                    new_nums = (nums - asked_numbers) & text_numbers[i]
-                    near = _near(hit.chunk.text, spans[i], window, new_names, new_nums)
-                    sims[i][c, ~near] = -1.0
-        sim = np.array([[s[c].max() for s in sims] for c in range(len(claims))])
+            claim_numbers.append({x for x in numbers(claim) if x})
         numbers_ok = np.array(
             [[nums <= p for p in passage_numbers] for nums in claim_numbers], dtype=bool
         )
         has_numbers = np.array([bool(nums) for nums in claim_numbers])
         # the question's names that some passage holds: a passage holding none of them is
         # about something else (names no passage holds may be written in another language)
+        asked = question_names(question, self._stopwords)
         known = [n for n in asked if any(_holds(w, n) for w in passage_words)]
         subject = np.array(
             [sum(_holds(w, n) for n in known) / len(known) if known else 1.0 for w in passage_words]
@@ -411,17 +372,14 @@ class Scores:
     def supports(self, rules: Rules) -> np.ndarray:
         """A passage supports a claim when it holds the claim's numbers and its best sentence
         is similar enough, or related and anchored: holding the claim's names (or, for a
-        claim without names, its numbers). With `rules.claim_names`, a claim's names are
-        needed either way; with `rules.subject`, the passage must be about what the
-        question asks about."""
+        claim without names, its numbers); and, with `rules.subject`, when it is about what
+        the question asks about."""
         named = self.has_names[:, None] & (self.name_share >= rules.names)
         counted = ~self.has_names[:, None] & self.has_numbers[:, None]
         anchored = named | counted
         ok = self.numbers_ok & (
             (self.sim >= rules.similar) | ((self.sim >= rules.related) & anchored)
         )
-        if rules.claim_names:
-            ok &= named | ~self.has_names[:, None]
         if rules.subject > 0:
             ok &= (self.subject >= rules.subject)[None, :]
         return ok
