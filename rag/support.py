@@ -310,11 +310,11 @@ class SupportChecker:
             passage_spans, vectors = self._sentences(hit)
             spans.append(passage_spans)
             sims.append(claim_vectors @ vectors.T)  # claims x sentences
+        sim = np.array([[s[c].max() for s in sims] for c in range(len(claims))])
         # the title is part of what the model read (`<passage title="…">`)
         read = [f"{h.chunk.title}\n{h.chunk.text}" for h in hits]
         passage_words = [set(_WORD.findall(fold(t))) for t in read]
         passage_numbers = [numbers(t) for t in read]
-        sim = np.array([[s[c].max() for s in sims] for c in range(len(claims))])
         name_share = np.ones_like(sim)
         has_names = np.zeros(len(claims), dtype=bool)
         claim_numbers = []
