@@ -61,27 +61,32 @@ def _titles() -> dict[str, str]:
     return titles
 
 
+def _cases(chk: SupportChecker, run: str, titles: dict[str, str]) -> list:  # type: ignore[type-arg]
+    """A run's questions as (row, claims, hits, scores); claims None: refused before the checks
+    (by the relevance threshold or by the model itself)."""
+    cases: list = []  # type: ignore[type-arg]
+    for line in open(Path(run) / "results.jsonl", encoding="utf-8"):
+        row = json.loads(line)
+        # runs since issue 5 keep the model's raw text (their answers are already checked);
+        # the model's own refusals stay refusals
+        text = row.get("raw") or ("" if row["refused"] else row["answer"])
+        claims = None if _is_refusal(text, 5) else split_claims(clean_markers(text, 5))
+        if not claims:
+            cases.append((row, None, None, None))
+            continue
+        hits = [
+            hit_from_row(h, i, titles.get(h["doc_id"], ""))
+            for i, h in enumerate(row["retrieved"][:5], 1)
+        ]
+        scores = chk.scores([c.text for c in claims], hits, row["question"])
+        cases.append((row, claims, hits, scores))
+    return cases
+
+
 def checker(runs: list[str]) -> None:
     chk = SupportChecker(_embedder())
     titles = _titles()
-    cases = []  # (row, claims, hits, scores); claims None: the model refused
-    for run in runs:
-        for line in open(Path(run) / "results.jsonl", encoding="utf-8"):
-            row = json.loads(line)
-            # runs since issue 5 keep the model's raw text (their answers are already checked);
-            # the model's own refusals stay refusals
-            text = row.get("raw") or ("" if row["refused"] else row["answer"])
-            model_refused = _is_refusal(text, 5)
-            claims = None if model_refused else split_claims(clean_markers(text, 5))
-            if not claims:
-                cases.append((row, None, None, None))
-                continue
-            hits = [
-                hit_from_row(h, i, titles.get(h["doc_id"], ""))
-                for i, h in enumerate(row["retrieved"][:5], 1)
-            ]
-            scores = chk.scores([c.text for c in claims], hits, row["question"])
-            cases.append((row, claims, hits, scores))
+    cases = [case for run in runs for case in _cases(chk, run, titles)]
     answerable = sum(not row["unanswerable"] for row, *_ in cases)
     unanswerable = len(cases) - answerable
     print(f"{len(cases)} questions ({unanswerable} unanswerable) from {len(runs)} runs")
@@ -92,7 +97,8 @@ def checker(runs: list[str]) -> None:
         (0.0, 0.02, 0.04),  # margin
     )
     table = [
-        replay(cases, Rules(similar=a, related=b, names=c, margin=d), answerable)
+        # the subject rule off: these thresholds were chosen before it (it has its own mode)
+        replay(cases, Rules(similar=a, related=b, names=c, margin=d, subject=0.0), answerable)
         for a, b, c, d in grid
         if b <= a
     ]
@@ -164,24 +170,7 @@ def strict(runs: list[str]) -> None:
     base = rules_for("multilingual-e5-small")
     chk = SupportChecker(_embedder(), base)
     titles = _titles()
-    per_run: dict[str, list] = {}  # run -> cases
-    for run in runs:
-        cases = per_run[run] = []
-        for line in open(Path(run) / "results.jsonl", encoding="utf-8"):
-            row = json.loads(line)
-            text = row.get("raw") or ("" if row["refused"] else row["answer"])
-            # refused before the model (relevance) or by the model: stays refused
-            model_refused = (not row.get("raw") and row["refused"]) or _is_refusal(text, 5)
-            claims = None if model_refused else split_claims(clean_markers(text, 5))
-            if not claims:
-                cases.append((row, None, None, None))
-                continue
-            hits = [
-                hit_from_row(h, i, titles.get(h["doc_id"], ""))
-                for i, h in enumerate(row["retrieved"][:5], 1)
-            ]
-            scores = chk.scores([c.text for c in claims], hits, row["question"])
-            cases.append((row, claims, hits, scores))
+    per_run = {run: _cases(chk, run, titles) for run in runs}
     table = []
     for subject in (0.0, 0.01, 0.5, 1.0):
         rules = replace(base, subject=subject)
