@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from rag.citations import clean_markers  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.evaluate import hit_from_row  # noqa: E402
 from rag.pipeline import _is_refusal  # noqa: E402
-from rag.support import Rules, SupportChecker, decide, split_claims  # noqa: E402
+from rag.support import Rules, SupportChecker, decide, rules_for, split_claims  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "calibrate_support.json"
 
@@ -159,10 +160,6 @@ def strict(runs: list[str]) -> None:
     answers, with the default e5 thresholds otherwise; print each run's figures per setting
     and write them to bench/results/calibrate_strict.json. (Commit dbe96a3 also swept two
     stricter rules, names needed by similar claims and a sentence window; docs/results.md.)"""
-    from dataclasses import replace
-
-    from rag.support import rules_for
-
     out = OUT.with_name("calibrate_strict.json")
     if "--out" in runs:
         at = runs.index("--out")
@@ -171,13 +168,13 @@ def strict(runs: list[str]) -> None:
     chk = SupportChecker(_embedder(), base)
     titles = _titles()
     per_run = {run: _cases(chk, run, titles) for run in runs}
+    answerable = {run: sum(not row["unanswerable"] for row, *_ in c) for run, c in per_run.items()}
     table = []
     for subject in (0.0, 0.01, 0.5, 1.0):
         rules = replace(base, subject=subject)
         entry: dict = {"subject": subject, "runs": {}}
         for run, cases in per_run.items():
-            answerable = sum(not row["unanswerable"] for row, *_ in cases)
-            entry["runs"][Path(run).name] = replay(cases, rules, answerable)
+            entry["runs"][Path(run).name] = replay(cases, rules, answerable[run])
         table.append(entry)
         un = [r for r in entry["runs"].values() if r["n_unanswerable"]]
         refused = sum(r["n_unanswerable_refused"] for r in un)

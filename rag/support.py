@@ -332,11 +332,11 @@ class SupportChecker:
         has_numbers = np.array([bool(nums) for nums in claim_numbers])
         # the question's names that some passage holds: a passage holding none of them is
         # about something else (names no passage holds may be written in another language)
-        asked = question_names(question, self._stopwords)
-        known = [n for n in asked if any(_holds(w, n) for w in passage_words)]
-        subject = np.array(
-            [sum(_holds(w, n) for n in known) / len(known) if known else 1.0 for w in passage_words]
-        )
+        asked = sorted(question_names(question, self._stopwords))
+        held = np.array([[_holds(w, n) for n in asked] for w in passage_words], dtype=bool)
+        held = held.reshape(len(hits), len(asked))
+        known = held[:, held.any(axis=0)]  # passages x the names some passage holds
+        subject = known.mean(axis=1) if known.size else np.ones(len(hits))
         return Scores(sim, name_share, has_names, has_numbers, numbers_ok, spans, sims, subject)
 
     def _sentences(self, hit: Hit) -> tuple[list[tuple[int, int]], np.ndarray]:
