@@ -47,12 +47,12 @@ def measure(chunks: list[Chunk], vectors: np.ndarray, qs: list[dict], qv: np.nda
     for i, q in enumerate(qs):
         order = np.argsort(-scores[i])[:30]
         hits = [Hit(chunks[j], float(scores[i, j]), r) for r, j in enumerate(order, 1)]
-        docs = [h.chunk.doc_id for h in hits[:10]]
+        docs = [h.chunk.record_id for h in hits[:10]]
         rank = docs.index(q["context_id"]) + 1 if q["context_id"] in docs else None
         r5 += bool(rank and rank <= 5)
         mrr += 1 / rank if rank else 0
         joined = merge_neighbours(hits, SETTINGS.merge_chars)[:5]
-        joined5 += any(h.chunk.doc_id == q["context_id"] for h in joined)
+        joined5 += any(h.chunk.record_id == q["context_id"] for h in joined)
     n = len(qs)
     return {
         "R@5": round(r5 / n, 4),

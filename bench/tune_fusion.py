@@ -85,7 +85,7 @@ def rankings(eval_dir: Path, name: str, cache: Path, held_out: int) -> dict[str,
 
 
 def _hit(hit: Hit) -> list[Any]:
-    return [hit.chunk.id, hit.chunk.doc_id, hit.chunk.metadata.get("lang", ""), hit.score]
+    return [hit.chunk.id, hit.chunk.record_id, hit.chunk.metadata.get("lang", ""), hit.score]
 
 
 def _hits(items: list[list[Any]]) -> list[Hit]:

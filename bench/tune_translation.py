@@ -76,7 +76,7 @@ def main() -> None:
             for r in rows
         ]
         ids = sorted({i for k in keyword for i, *_ in k})
-        doc_of = {c.id: c.doc_id for c in bot.store.fetch(ids)}
+        doc_of = {c.id: c.record_id for c in bot.store.fetch(ids)}
         for ranking in keyword:
             for item in ranking:
                 item[1] = doc_of.get(item[0], "")

@@ -18,6 +18,7 @@ import typer
 
 from rag.config import Settings
 from rag.errors import RagChatError
+from rag.markup import printable
 from rag.types import Answer, Hit
 
 app = typer.Typer(
@@ -128,6 +129,8 @@ def answer_json(answer: Answer) -> dict[str, Any]:
         "hits": [_hit_json(h) for h in answer.hits],
         "timings": {k: round(v, 3) for k, v in answer.timings.items()},
         "usage": answer.usage,
+        "signals": list(answer.signals),
+        "raw": answer.raw,
     }
 
 
@@ -192,7 +195,7 @@ def ask(
             answer = piece
         elif live:
             streamed += piece
-            typer.echo(piece, nl=False)
+            typer.echo(printable(piece), nl=False)
     assert answer is not None
     if as_json:
         typer.echo(json.dumps(answer_json(answer), ensure_ascii=False, indent=2))

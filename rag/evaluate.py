@@ -111,7 +111,7 @@ def evaluate_question(bot: Chatbot, q: EvalQuestion, *, retrieval_only: bool) ->
     t0 = time.perf_counter()
     hits = bot.search(q.question, k=K_MAX)
     retrieval_ms = (time.perf_counter() - t0) * 1000
-    doc_ids = [h.chunk.doc_id for h in hits]
+    doc_ids = [h.chunk.record_id for h in hits]  # a .jsonl record's own id: the context_id
     rank = metrics.gold_rank(doc_ids, q.context_id) if q.context_id else None
     row: dict[str, Any] = {
         "id": q.id,
@@ -144,7 +144,7 @@ def _answer(bot: Chatbot, question: str, hits: Sequence[Hit]) -> Answer:
 
 def _hit_row(hit: Hit) -> dict[str, Any]:
     return {
-        "doc_id": hit.chunk.doc_id,
+        "doc_id": hit.chunk.record_id,
         "chunk_id": hit.chunk.id,
         "title": hit.chunk.title,
         "score": round(hit.score, 4),
@@ -164,13 +164,13 @@ def hit_from_row(row: dict[str, Any], rank: int, title: str | None = None) -> Hi
 
 
 def score_answer(q: EvalQuestion, answer: Answer) -> dict[str, Any]:
-    cited = [(c.chunk.doc_id, c.chunk.text) for c in answer.citations]
-    retrieved = [h.chunk.doc_id for h in answer.hits]
+    cited = [(c.chunk.record_id, c.chunk.text) for c in answer.citations]
+    retrieved = [h.chunk.record_id for h in answer.hits]
     row: dict[str, Any] = {
         "answer": answer.text,
         "refused": answer.refused,
         "citations": [
-            {"n": c.n, "doc_id": c.chunk.doc_id, "chunk_id": c.chunk.id, "quote": c.quote}
+            {"n": c.n, "doc_id": c.chunk.record_id, "chunk_id": c.chunk.id, "quote": c.quote}
             for c in answer.citations
         ],
         "has_citation": float(bool(answer.citations)) if not answer.refused else None,

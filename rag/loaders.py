@@ -4,9 +4,10 @@ Formats: .txt, .md, .html/.htm, .pdf (pypdf, page offsets kept), .docx (python-d
 document collections (one `{"id", "title", "text", ...}` object per line). A file that cannot be
 read raises UnsupportedDocument with a one-line reason that says what to do; it never yields a
 partial document, and no input makes a loader raise anything else (tests/test_loaders_fuzz.py).
-Third-party parsers (pypdf, python-docx, BeautifulSoup) are wrapped: whatever they raise on a
-damaged file becomes UnsupportedDocument. A .docx is checked before python-docx opens it, so a zip
-bomb is refused with bounded memory. This module does not chunk, embed or store anything.
+Third-party parsers (pypdf, python-docx) are wrapped: whatever they raise on a damaged file
+becomes UnsupportedDocument. A .docx is checked before python-docx opens it, so a zip bomb is
+refused with bounded memory; HTML is parsed as a stream (lxml's parser with a target, no tree), its
+memory bounded by the text it keeps. This module does not chunk, embed or store anything.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ MAX_DOCX_PARTS = 10_000
 # A text file larger than this is read in sections of about SECTION_CHARS characters, each its
 # own Document ("<path>#part00001", ...), so memory stays bounded whatever the file's size.
 STREAM_BYTES = 32 * 1024 * 1024
+# An HTML page is parsed whole (as a stream of tags, its text kept): bounded by its size
+MAX_HTML_BYTES = 64 * 1024 * 1024
 SECTION_CHARS = 1_000_000
 _BINARY = "binary data, not a text file: convert it to text, or leave it out"
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -161,19 +164,109 @@ def load_text(path: Path) -> list[Document]:
     return [_file_doc(path, text, title=title or path.stem)]
 
 
+class _HtmlText:
+    """The visible text and the title of an HTML page, as an lxml parser target: the page is
+    parsed as a stream of events and no tree is built, so memory holds the text only (a crafted
+    24 MiB page took 3.4 GiB as a BeautifulSoup tree)."""
+
+    HIDDEN = frozenset({"script", "style", "noscript", "template", "head", "svg", "math"})
+    BLOCKS = frozenset(
+        {
+            "p",
+            "div",
+            "br",
+            "li",
+            "tr",
+            "td",
+            "th",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "section",
+            "article",
+            "header",
+            "footer",
+            "blockquote",
+            "pre",
+            "table",
+            "ul",
+            "ol",
+            "dd",
+            "dt",
+            "hr",
+            "main",
+            "nav",
+            "aside",
+            "figure",
+            "figcaption",
+            "title",
+            "body",
+        }
+    )
+
+    def __init__(self) -> None:
+        self.text = io.StringIO()
+        self.title: list[str] = []
+        self.hidden = 0  # depth inside elements whose text is not shown
+        self.in_title = False
+
+    def start(self, tag: str, attrib: object) -> None:
+        if tag == "title":
+            self.in_title = True
+        elif tag in self.HIDDEN:
+            self.hidden += 1
+        if tag in self.BLOCKS:
+            self.text.write("\n")
+
+    def end(self, tag: str) -> None:
+        if tag == "title":
+            self.in_title = False
+        elif tag in self.HIDDEN:
+            self.hidden = max(0, self.hidden - 1)
+        if tag in self.BLOCKS:
+            self.text.write("\n")
+
+    def data(self, data: str) -> None:
+        if self.in_title:
+            if sum(map(len, self.title)) < 1000:
+                self.title.append(data)
+        elif not self.hidden:
+            self.text.write(data)
+
+    def comment(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def load_html(path: Path) -> list[Document]:
-    from bs4 import BeautifulSoup
+    size = path.stat().st_size
+    if size > MAX_HTML_BYTES:
+        raise UnsupportedDocument(
+            str(path),
+            f"HTML page too large ({size / 2**20:.0f} MiB, the limit is "
+            f"{MAX_HTML_BYTES / 2**20:.0f} MiB): save it as text (.txt) and add that",
+        )
+    from lxml import etree
 
     markup = decode_text(path.read_bytes(), str(path))
+    page = _HtmlText()
     try:
-        soup = BeautifulSoup(markup, "html.parser")
-        title = soup.title.get_text(strip=True) if soup.title else None
-        for tag in soup(["script", "style", "noscript", "template", "head"]):
-            tag.decompose()
-        body = soup.body or soup
-        lines = (ln.strip() for ln in body.get_text("\n").splitlines())
-    except Exception as e:  # html.parser is lenient; anything it still raises is a bad file
+        parser = etree.HTMLParser(target=page, recover=True, no_network=True)
+        for i in range(0, len(markup), 1 << 20):
+            parser.feed(markup[i : i + (1 << 20)])
+        parser.close()
+    except (
+        Exception
+    ) as e:  # the parser recovers from most damage; what it still raises is a bad file
         raise UnsupportedDocument(str(path), f"not readable HTML ({one_line(e)})") from e
+    del markup
+    title = " ".join("".join(page.title).split()) or None
+    lines = (ln.strip() for ln in page.text.getvalue().splitlines())
     text = _require_text("\n".join(ln for ln in lines if ln), str(path))
     return [_file_doc(path, text, title=title or path.stem)]
 
@@ -305,9 +398,33 @@ def _storable(value: object) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
+# metadata keys ragchat writes itself (chunking, the store, crash repair): a record's own value
+# would corrupt them, so a .jsonl record's are ignored, with a message
+RESERVED_KEYS = frozenset(
+    {
+        "source",
+        "doc_id",
+        "record_id",
+        "doc_hash",
+        "page",
+        "page_starts",
+        "chunk_index",
+        "start",
+        "end",
+        "generation",
+        "doc_chunks",
+        "_bare",
+    }
+)
+
+
 def load_jsonl(path: Path, problems: list[Skipped] | None = None) -> list[Document]:
     """One Document per line; a malformed line is reported in `problems` (as `path:line`, with
-    the line number in the reason too) and the other lines kept."""
+    the line number in the reason too) and the other lines kept.
+
+    A record's id is scoped to its file: the Document id is `<file>#<id>` (the record's own id is
+    kept as `record_id` metadata, which evaluation matches `context_id` against), so a record
+    can never replace a document of another file. Reserved metadata keys are ignored."""
     problems = problems if problems is not None else []
     source = display_path(path.resolve())
     docs: list[Document] = []
@@ -321,20 +438,30 @@ def load_jsonl(path: Path, problems: list[Skipped] | None = None) -> list[Docume
         if record is None:
             problems.append(Skipped(where, f"line {lineno} skipped: {why}; fix or remove it"))
             continue
-        doc_id = _clean(str(record.get("id") or f"{path.name}:{lineno}"))
-        if doc_id in seen:
-            problems.append(Skipped(where, f"line {lineno} skipped: duplicate id {doc_id!r}"))
+        record_id = _clean(str(record.get("id") or f"{path.name}:{lineno}"))
+        if record_id in seen:
+            problems.append(Skipped(where, f"line {lineno} skipped: duplicate id {record_id!r}"))
             continue
-        seen.add(doc_id)
+        seen.add(record_id)
+        reserved = sorted(k for k in record if k in RESERVED_KEYS)
+        if reserved:
+            problems.append(
+                Skipped(
+                    where,
+                    f"line {lineno} kept, but its keys {', '.join(reserved)} were ignored: "
+                    "ragchat sets them itself; rename them to keep their values",
+                )
+            )
         meta: dict[str, object] = {
             k: _clean(v) if isinstance(v, str) else v
             for k, v in record.items()
-            if k not in {"id", "text"} and _storable(v)
+            if k not in {"id", "text"} and k not in RESERVED_KEYS and _storable(v)
         }
-        meta["title"] = _clean(str(record.get("title") or doc_id))
-        meta["source"] = doc_source = f"{source}#{doc_id}"
+        meta["title"] = _clean(str(record.get("title") or record_id))
+        meta["record_id"] = record_id
+        doc_id = meta["source"] = f"{source}#{record_id}"
         body = _clean(str(record["text"]))
-        docs.append(Document(id=doc_id, source=doc_source, text=body, metadata=meta))
+        docs.append(Document(id=doc_id, source=doc_id, text=body, metadata=meta))
     if not docs:
         reason = "no valid lines (see the lines above)" if problems else None
         raise UnsupportedDocument(

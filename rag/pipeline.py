@@ -27,6 +27,7 @@ from rag.config import Settings
 from rag.errors import ConfigError, EmptyIndex, GenerationError, UnsupportedDocument
 from rag.language import detect_language
 from rag.loaders import TEXT_SUFFIXES, find_files, is_section, iter_file
+from rag.markup import strip_markup
 from rag.protocols import DocumentStore, Embedder, Generator, Reranker
 from rag.retrieval import Retriever
 from rag.support import SupportChecker, answers_the_question, rules_for
@@ -187,8 +188,12 @@ class Chatbot:
                 else:
                     sections = any(is_section(doc_id) for doc_id, _ in yielded)
                     changed = counts["unchanged"] - before < len(yielded)
-                    if sections or (changed and path.suffix.lower() in TEXT_SUFFIXES):
+                    suffix = path.suffix.lower()
+                    if sections or (changed and suffix in TEXT_SUFFIXES):
                         self._drop_stale(yielded[0][1], {doc_id for doc_id, _ in yielded})
+                    elif changed and suffix == ".jsonl":  # records stored before ids were
+                        # scoped to their file (bare `id`s) give way to the scoped ones
+                        self._drop_stale([s for _, s in yielded], {d for d, _ in yielded})
                 skipped.extend(problems)
                 if progress:
                     progress(i + 1, len(files), str(path))
@@ -234,7 +239,7 @@ class Chatbot:
                 pending = []
         return pending
 
-    def _drop_stale(self, source: str, keep: set[str]) -> None:
+    def _drop_stale(self, source: str | Sequence[str], keep: set[str]) -> None:
         """Remove the documents of a file that it no longer yields: sections past its new end,
         or the whole-file document of a file now read in sections, or the reverse."""
         stale = [d for d in self.store.source_doc_ids(source) if d not in keep]
@@ -275,9 +280,12 @@ class Chatbot:
         return self.store.documents()
 
     def delete(self, doc: str) -> int:
-        """Delete a document by id, source path or title; returns the chunks removed."""
+        """Delete a document by id, source path, .jsonl record id or title; returns the chunks
+        removed."""
         docs = self.documents()
         matches = [d for d in docs if doc in (d["doc_id"], d["source"])]
+        if not matches:  # a .jsonl record by its own id (its doc_id is `<file>#<id>`)
+            matches = [d for d in docs if str(d["doc_id"]).endswith(f"#{doc}")]
         if not matches:
             matches = [d for d in docs if doc == d["title"]]
         if not matches and Path(doc).exists():
@@ -454,9 +462,16 @@ class Chatbot:
             refused = refused or doubt >= self._doubt_threshold(generator)
         sentences: tuple[Sentence, ...] = ()
         citations: tuple[Citation, ...] = ()
+        signals: list[str] = []
         if not refused:
             t_check = time.perf_counter()
-            cleaned = clean_markers(raw, len(packed))
+            # markup a document made the model write (an image that would fetch a web
+            # address, a link) is no part of an answer (rag/markup.py)
+            stripped = strip_markup(clean_markers(raw, len(packed)), [h.chunk.text for h in packed])
+            cleaned = stripped.text
+            if stripped.removed:
+                signals.append("markup_removed")
+                usage["markup_removed"] = len(stripped.removed)
             if self.settings.check_citations:
                 checked = self.checker.check(
                     cleaned, packed, question=query, drop=prompts.leaks_instructions
@@ -491,6 +506,7 @@ class Chatbot:
             usage=usage,
             sentences=sentences,
             raw=raw,
+            signals=tuple(signals),
         )
 
     def _doubt(self, generator: Generator) -> float | None:

@@ -2,7 +2,8 @@
 
 A headline table (each metric with its 95% interval), plots rendered with matplotlib to PNG and
 embedded (hit@k curve, latency histograms, outcomes), and every failure with its question, gold
-answers, the answer given and the retrieved passages. All text from the data is escaped.
+answers, the answer given and the retrieved passages. All text from the data is escaped, and
+the page's own Content-Security-Policy lets it load nothing from anywhere.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ LABELS = {
     "refused_unanswerable": "unanswerable questions refused",
     "refused_answerable": "answerable questions wrongly refused",
 }
+# the report, opened from disk or in the chat's Evaluate tab, loads nothing: its plots are
+# inline data, its style inline, and no text from the data can name anything else to fetch
+REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 FAILURES = {"missed@5", "wrong", "refused_wrongly", "answered_wrongly"}
 
 
@@ -147,7 +151,9 @@ def render(summary: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
         for k, v in facts.items()
     )
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{REPORT_CSP}">
+<title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left}}
 figure{{display:inline-block;margin:0.5em}}.failure{{border-top:1px solid #ccc;margin-top:1em}}

@@ -44,6 +44,12 @@ class Chunk:
         return str(self.metadata.get("title") or self.doc_id)
 
     @property
+    def record_id(self) -> str:
+        """The id the document has in its collection (a .jsonl record's own `id`, which
+        evaluation sets name as `context_id`); the doc_id for any other document."""
+        return str(self.metadata.get("record_id") or self.doc_id)
+
+    @property
     def page(self) -> int | None:
         page = self.metadata.get("page")
         return int(page) if page is not None and page != -1 else None
@@ -97,8 +103,9 @@ class Answer:
 
     `text` is the checked answer: each sentence followed by the markers of the passages that
     support it. `sentences` holds the same sentences with their support; `raw` is the model's
-    text as generated. `rewritten` is the standalone question searched for when the question
-    was a follow-up rewritten from the conversation (Chatbot.chat)."""
+    text as generated; `text` holds none of its markup (rag/markup.py). `rewritten` is the
+    standalone question searched for when the question was a follow-up rewritten from the
+    conversation (Chatbot.chat)."""
 
     question: str
     text: str
@@ -111,6 +118,9 @@ class Answer:
     raw: str = ""
     rewritten: str | None = None
     language: str = ""  # the question's language, which the answer is written in
+    # what the engine found wrong with the model's reply and acted on ("markup_removed": an
+    # image, link, tag or web address taken out, rag/markup.py)
+    signals: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

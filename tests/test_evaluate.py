@@ -73,7 +73,7 @@ def test_scripted_answers_give_exact_metrics(settings, e5, tmp_path: Path) -> No
     )
     q2 = EvalQuestion("q2", "What is the budget of the DGST?", (), None, True)
     gold_n = next(
-        i for i, h in enumerate(bot.search(q1.question), 1) if h.chunk.doc_id == "hammouchi-p3"
+        i for i, h in enumerate(bot.search(q1.question), 1) if h.chunk.record_id == "hammouchi-p3"
     )
     gen.enqueue(f"The director of the CIA is William Burns [{gold_n}].")
     gen.enqueue("NOT_FOUND")
@@ -120,6 +120,7 @@ def test_eval_command_end_to_end_with_small_model(
     assert summary["run"]["versions"]["chromadb"] and summary["run"]["machine"]["cpus"]
     report = (run / "report.html").read_text()
     assert "Metrics" in report and report.count("data:image/png;base64,") >= 3
+    assert "Content-Security-Policy\" content=\"default-src 'none'; img-src data:;" in report
 
     # an existing run is not overwritten; --resume continues it to 5 questions
     assert runner.invoke(app, args).exit_code == 1

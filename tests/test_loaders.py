@@ -1,13 +1,18 @@
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from rag import Chatbot
+from rag.chunking import chunk_document
 from rag.errors import UnsupportedDocument
-from rag.loaders import find_files, is_section, load_file, stream_text
+from rag.loaders import MAX_HTML_BYTES, find_files, is_section, load_file, stream_text
 from rag.types import Skipped
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def write_pdf(path: Path, pages: list[str]) -> Path:
@@ -112,10 +117,63 @@ def test_jsonl_keeps_ids_and_reports_bad_lines(tmp_path: Path) -> None:
     path.write_text("\n".join(lines))
     problems: list[Skipped] = []
     docs = load_file(path, problems)
-    assert [d.id for d in docs] == ["p1", "p2"]
+    # a record's id is scoped to its file: no record can replace another file's document
+    assert [d.metadata["record_id"] for d in docs] == ["p1", "p2"]
+    assert [d.id for d in docs] == [f"{path.resolve()}#p1", f"{path.resolve()}#p2"]
     assert docs[0].title == "One" and docs[0].metadata["lang"] == "fr"
-    assert docs[0].source.endswith("docs.jsonl#p1")
+    assert docs[0].source == docs[0].id
     assert [p.path.rsplit(":", 1)[1] for p in problems] == ["2", "4"]
+
+
+def test_jsonl_reserved_metadata_is_ignored_with_a_message(tmp_path: Path) -> None:
+    """A record cannot set what ragchat writes itself: `"page_starts": "ab"` once crashed
+    ingestion with a TypeError, and `source` or `generation` would corrupt the store."""
+    path = tmp_path / "docs.jsonl"
+    record = {"id": "r", "text": "Rabat is the capital.", "page_starts": "ab"}
+    record.update(source="/etc/passwd", generation=9, doc_hash="x", author="Ann")
+    path.write_text(json.dumps(record) + "\n")
+    problems: list[Skipped] = []
+    (doc,) = load_file(path, problems)
+    assert doc.metadata["author"] == "Ann" and doc.source.endswith("docs.jsonl#r")
+    for key in ("page_starts", "generation", "doc_hash"):
+        assert key not in doc.metadata
+    (problem,) = problems
+    assert "doc_hash, generation, page_starts, source were ignored" in problem.reason
+    chunks = chunk_document(doc)
+    assert chunks[0].page is None and chunks[0].source == doc.source
+
+
+def test_html_memory_stays_bounded(tmp_path: Path) -> None:
+    """A crafted 24 MiB page (a tag per few bytes) once took 3.4 GiB as a BeautifulSoup tree;
+    parsed as a stream, the process stays within a few times the file's size."""
+    path = tmp_path / "crafted.html"
+    with path.open("w") as f:
+        f.write("<html><head><title>Crafted</title></head><body>")
+        for _ in range(25):
+            f.write("<p><b>x</b><i a='1'>y</i><span><em>z</em></span></p>" * 20_000)
+        f.write("</body></html>")
+    assert path.stat().st_size > 24 * 2**20
+    code = (
+        "import resource, sys; from pathlib import Path; from rag.loaders import load_html; "
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+        f"(doc,) = load_html(Path({str(path)!r})); "
+        "print(doc.title, len(doc.text), "
+        "(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout.split()
+    assert out[0] == "Crafted" and int(out[1]) > 1_000_000
+    assert int(out[2]) < 400, f"{out[2]} MiB for a 24 MiB page"
+
+
+def test_html_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.html"
+    with path.open("wb") as f:
+        f.write(b"<p>")
+        f.truncate(MAX_HTML_BYTES + 1)  # refused by its size, before a byte is parsed
+    with pytest.raises(UnsupportedDocument, match="HTML page too large .* save it as text"):
+        load_file(path)
 
 
 def test_empty_binary_and_unknown_files_are_refused(tmp_path: Path) -> None:

@@ -6,6 +6,9 @@ from pathlib import Path
 import pytest
 
 from rag import SAMPLE_CORPUS, Answer, Chatbot, EmptyIndex, Settings
+from rag.chunking import chunk_document
+from rag.loaders import load_file
+from rag.types import Document
 from tests.conftest import ScriptedGenerator
 
 QUESTION = "Who did Hammouchi meet?"
@@ -65,9 +68,25 @@ def test_jsonl_collection_keeps_passage_ids(bot: Chatbot, tmp_path: Path) -> Non
         '{"id": "p-2", "title": "Paris", "text": "Paris is the capital of France."}\n'
     )
     bot.ingest([path])
-    assert bot.search("capital of Morocco", k=1)[0].chunk.doc_id == "p-1"
-    assert bot.delete("p-2") == 1
-    assert [d["doc_id"] for d in bot.documents()] == ["p-1"]
+    hit = bot.search("capital of Morocco", k=1)[0]
+    assert hit.chunk.record_id == "p-1" and hit.chunk.doc_id == f"{path.resolve()}#p-1"
+    assert bot.delete("p-2") == 1  # a record is deleted by its own id too
+    assert [d["doc_id"] for d in bot.documents()] == [f"{path.resolve()}#p-1"]
+
+
+def test_jsonl_records_stored_before_ids_were_scoped_give_way(bot: Chatbot, tmp_path: Path) -> None:
+    """Stores written before record ids were scoped to their file hold bare ids; ingesting
+    the file again replaces them with the scoped ones, and old evaluation runs still match."""
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"id": "p-1", "title": "Rabat", "text": "Rabat is the capital of Morocco."}\n')
+    (doc,) = load_file(path)
+    legacy = Document(id="p-1", source=doc.source, text=doc.text, metadata={"title": "Rabat"})
+    chunks = chunk_document(legacy)
+    bot.store.replace_documents([("p-1", chunks, bot.embedder.embed_documents([chunks[0].text]))])
+    assert bot.search("capital of Morocco", k=1)[0].chunk.record_id == "p-1"  # compatibility read
+    report = bot.ingest([path])
+    assert report.documents == 1
+    assert [d["doc_id"] for d in bot.documents()] == [f"{path.resolve()}#p-1"]
 
 
 def test_answer_citations_point_at_retrieved_passages(
@@ -182,21 +201,22 @@ def test_settings_choose_the_components(tmp_path: Path, models_dir: Path) -> Non
     assert bot.documents() == []
 
 
-def test_one_ingest_writes_many_documents_each_once_and_the_last_of_a_repeated_id(
+def test_one_ingest_writes_many_documents_each_once_and_a_repeated_id_replaces_nothing(
     bot: Chatbot, tmp_path: Path
 ) -> None:
-    """Documents are written in batches; the same record id in two collections is one document
-    (the one read last), never both."""
+    """Documents are written in batches, each once; the same record id in two collections is
+    two documents: a record never replaces another file's (issue 21)."""
     import json
 
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_text("\n".join(json.dumps({"id": f"r{i}", "text": f"Alpha {i}."}) for i in range(300)))
-    b.write_text(json.dumps({"id": "r7", "text": "Bravo replaces the seventh record."}))
+    b.write_text(json.dumps({"id": "r7", "text": "Bravo, another seventh record."}))
     for _ in range(2):
         bot.ingest([a, b])
-        assert len(bot.documents()) == 300 and bot.store.count() == 300 == bot.keyword.count()
-        (r7,) = bot.store.get_chunks("r7")
-        assert r7.text == "Bravo replaces the seventh record."
+        assert len(bot.documents()) == 301 and bot.store.count() == 301 == bot.keyword.count()
+        (r7a,) = bot.store.get_chunks(f"{a.resolve()}#r7")
+        (r7b,) = bot.store.get_chunks(f"{b.resolve()}#r7")
+        assert (r7a.text, r7b.text) == ("Alpha 7.", "Bravo, another seventh record.")
 
 
 def test_verification_refuses_what_the_model_says_the_passages_do_not_state(

@@ -4,21 +4,25 @@ A streaming chat whose answers are followed by their sources: one collapsible en
 citation, titled with the document name and page, holding the passage with the quote that
 supports the answer highlighted. Sentences no passage supports are marked; a refusal is followed
 by the closest passages; a follow-up question shows the standalone question that was searched.
-Beside it, an upload box that ingests files with progress, and the documents in the store. The
-models' loading status is shown until they are loaded.
+Beside it, an upload box that ingests files with progress, the documents in the store, and a
+control that removes one. The models' loading status is shown until they are loaded.
 
-Security (README, "Security"): everything taken from documents (passages, titles, file names,
-messages naming them) is escaped before it is shown, and Gradio sanitises the model's answers;
-uploads are checked (type, size) and copied under the data directory with generated names; the
-server binds to 127.0.0.1 and refuses any other address without a password; it serves no file but
-Gradio's own upload cache, which is kept in the data directory.
+Security (README, "Security"): the model's answers and everything taken from documents
+(passages, titles, file names, messages naming them) are shown as text: escaped, so that no image,
+link or tag in them is rendered, with only the markup ragchat adds itself (citation markers, the
+highlighted quote, the mark of an unsupported sentence); the answer's markup was removed before
+(rag/markup.py), and Gradio sanitises what is left. ui/guard.py adds the outer wall: loopback Host
+headers only, no cross-origin POST, no file named by a web address, and a Content-Security-Policy
+that lets the page load nothing from elsewhere. Uploads are checked (type, size) and copied under
+the data directory under a hash of their content, so an upload never replaces a document it did
+not create; the server binds to 127.0.0.1 and refuses any other address without a password; it
+serves no file but Gradio's own upload cache, which is kept in the data directory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
-import ipaddress
 import logging
 import os
 import re
@@ -31,22 +35,36 @@ from typing import Any
 
 import gradio as gr
 
+from rag.citations import MARKER
 from rag.errors import ConfigError, RagChatError, UnsupportedDocument
 from rag.loaders import SUPPORTED_SUFFIXES, display_path
+from rag.markup import strip_markup
 from rag.pipeline import Chatbot
 from rag.support import with_markers
 from rag.types import Answer, Chunk, Citation
+from ui.guard import Guard, is_loopback_host
 
 log = logging.getLogger(__name__)
 
 CHAT_CONCURRENCY = 8  # questions in progress at once (see build_app)
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # per file; larger files: `ragchat ingest`
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~&])")
+# every character Markdown, GFM autolinks (`:` `/` `@` `www.`), HTML or LaTeX (`$`) reads
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~&:/@$=\"'])")
 
 
 def escape(text: str) -> str:
-    """Text from a document, made inert for the chat's Markdown and HTML rendering."""
+    """Text from a document or the model, made inert for the chat's Markdown and HTML
+    rendering: shown as written, never a link, an image or a tag."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
+
+
+def escape_answer(text: str) -> str:
+    """The model's text made inert like `escape`, its `[n]` citation markers kept as such."""
+    parts, last = [], 0
+    for m in MARKER.finditer(text):
+        parts += [escape(text[last : m.start()]), m.group(0)]
+        last = m.end()
+    return "".join([*parts, escape(text[last:])])
 
 
 def escape_html(text: str) -> str:
@@ -87,14 +105,14 @@ def answer_markdown(answer: Answer) -> str:
     follow-up question is shown above the answer."""
     if answer.sentences and not answer.refused:
         parts = [
-            with_markers(s.text, s.citations)
+            escape_answer(with_markers(s.text, s.citations))
             if s.supported
-            else f"⚠️ *{s.text}* _(not supported by the passages)_"
+            else f"⚠️ *{escape(s.text)}* _(not supported by the passages)_"
             for s in answer.sentences
         ]
         body = " ".join(parts)
     else:
-        body = answer.text
+        body = escape_answer(answer.text)
     if answer.rewritten and answer.rewritten != answer.question:
         body = f"*Searched for:* {escape(answer.rewritten)}\n\n{body}"
     return body
@@ -129,6 +147,20 @@ def documents_table(bot: Chatbot) -> list[list[Any]]:
         return []
 
 
+def library(bot: Chatbot) -> tuple[list[list[Any]], Any]:
+    """The documents table and the choices of the remove control, read once."""
+    rows = documents_table(bot)
+    choices = [(f"{title} ({passages} passages)", doc_id) for title, passages, doc_id in rows]
+    return rows, gr.Dropdown(choices=choices, value=None)
+
+
+def added(bot: Chatbot, status: str) -> tuple[Any, ...]:
+    """What the upload event shows: the table, the upload box emptied, the status, the remove
+    control's choices."""
+    rows, choices = library(bot)
+    return rows, None, status, choices
+
+
 def upload_dir(bot: Chatbot) -> Path:
     return Path(bot.settings.data_dir) / "uploads"
 
@@ -136,9 +168,11 @@ def upload_dir(bot: Chatbot) -> Path:
 def save_upload(src: str, dest_dir: Path, max_bytes: int = MAX_UPLOAD_BYTES) -> Path:
     """Copy an uploaded file into `dest_dir` (in the data directory) as `<key>/<name>`.
 
-    The key is generated (a hash of the name the browser sent, so uploading a file again replaces
-    it); the name keeps only letters, digits, `_ - . space` of the original, so no name can reach
-    outside `dest_dir`. Files of another type than the loaders read, or over `max_bytes`, are
+    The key is a hash of the file's content: an upload never replaces a document it did not
+    create (another file of the same name is kept beside it; the same file uploaded again is
+    found unchanged), and replacing a document is an explicit removal first. The name keeps
+    only letters, digits, `_ - . space` of the original, so no name can reach outside
+    `dest_dir`. Files of another type than the loaders read, or over `max_bytes`, are
     refused with UnsupportedDocument."""
     original = Path(src).name
     suffix = Path(original).suffix.lower()
@@ -153,7 +187,11 @@ def save_upload(src: str, dest_dir: Path, max_bytes: int = MAX_UPLOAD_BYTES) -> 
             "MiB): add it with `ragchat ingest FILE` instead",
         )
     stem = re.sub(r"[^\w\- ]", "_", Path(original).stem).strip(" ._")[:80] or "upload"
-    key = hashlib.sha256(os.fsencode(original)).hexdigest()[:16]
+    digest = hashlib.sha256()
+    with open(src, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    key = digest.hexdigest()[:16]
     root = dest_dir.resolve()
     dest = root / key / f"{stem}{suffix}"
     if not dest.resolve().is_relative_to(root):  # cannot happen with the names above
@@ -197,11 +235,13 @@ def build_app(
         yield history, ""
         try:
             answer: Answer | None = None
+            streamed = ""
             for piece in bot.stream_chat(messages):
                 if isinstance(piece, Answer):
                     answer = piece
-                else:
-                    history[-1]["content"] += piece
+                else:  # shown as text, its markup left out, until the checked answer
+                    streamed += piece
+                    history[-1]["content"] = escape_answer(strip_markup(streamed).text)
                     yield history, ""
         except RagChatError as e:
             history[-1]["content"] = escape(str(e))
@@ -216,7 +256,7 @@ def build_app(
     def ingest_uploads(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> Any:
         if not files:
             gr.Warning("Choose files to add first.")
-            return documents_table(bot), None, ""
+            return added(bot, "")
         progress(0, desc="Reading files")
         saved: list[Path] = []
         refused: list[UnsupportedDocument] = []
@@ -233,7 +273,7 @@ def build_app(
             report = bot.ingest(saved, progress=report_progress)
         except RagChatError as e:
             gr.Warning(escape_html(str(e)))
-            return documents_table(bot), None, ""
+            return added(bot, "")
         problems = [(e.path, e.reason) for e in refused]
         problems += [(s.path, s.reason) for s in report.skipped]
         lines = [
@@ -243,7 +283,19 @@ def build_app(
         lines += [f"Skipped {Path(path).name}: {reason}" for path, reason in problems]
         for line in lines[1:]:
             gr.Warning(escape_html(line))
-        return documents_table(bot), None, "\n\n".join(escape(line) for line in lines)
+        return added(bot, "\n\n".join(escape(line) for line in lines))
+
+    def remove_document(doc_id: str | None) -> Any:
+        """The explicit way to replace a document: remove it, then add the new version."""
+        if not doc_id:
+            gr.Warning("Choose a document to remove first.")
+            return *library(bot), ""
+        try:
+            removed = bot.delete(doc_id)
+        except RagChatError as e:
+            gr.Warning(escape_html(str(e)))
+            return *library(bot), ""
+        return *library(bot), f"Removed {removed} passages of {escape(doc_id)}."
 
     def run_evaluation(
         path: str | None,
@@ -283,7 +335,8 @@ def build_app(
         done = f"{len(result.rows)} questions evaluated; run saved in `{run_dir}`."
         return done, frame
 
-    with gr.Blocks(title="ragchat", delete_cache=(3600, 3600)) as demo:
+    # no telemetry: Gradio would otherwise report the launch to its servers
+    with gr.Blocks(title="ragchat", delete_cache=(3600, 3600), analytics_enabled=False) as demo:
         gr.Markdown(
             "## ragchat — ask your documents\nAnswers cite their passages as [1], [2]; "
             "open a source below an answer to read the passage."
@@ -334,6 +387,16 @@ def build_app(
                         elem_id="documents",
                         wrap=True,
                     )
+                    # an upload never replaces a document: replacing one is removing it first
+                    with gr.Row():
+                        to_remove = gr.Dropdown(
+                            label="Remove a document",
+                            choices=[],
+                            allow_custom_value=True,  # bot.delete takes exact ids only
+                            elem_id="remove-choice",
+                            scale=3,
+                        )
+                        remove = gr.Button("Remove", elem_id="remove", scale=1)
         with gr.Tab("Evaluate"):
             gr.Markdown(
                 "Run a test set (JSONL: `id`, `question`, `answers`, `context_id`, "
@@ -368,13 +431,6 @@ def build_app(
                 concurrency_limit=CHAT_CONCURRENCY,
                 concurrency_id="chat",
             )
-        add.click(
-            ingest_uploads,
-            [files],
-            [docs, files, status],
-            concurrency_limit=1,
-            concurrency_id="ingest",
-        )
         run_eval.click(
             run_evaluation,
             [test_set, limit, retrieval_only],
@@ -382,7 +438,21 @@ def build_app(
             concurrency_limit=1,
             concurrency_id="eval",
         )
-        demo.load(lambda: documents_table(bot), None, docs)
+        add.click(
+            ingest_uploads,
+            [files],
+            [docs, files, status, to_remove],
+            concurrency_limit=1,
+            concurrency_id="ingest",
+        )
+        remove.click(
+            remove_document,
+            [to_remove],
+            [docs, to_remove, status],
+            concurrency_limit=1,
+            concurrency_id="ingest",
+        )
+        demo.load(lambda: library(bot), None, [docs, to_remove])
     return demo
 
 
@@ -419,16 +489,6 @@ def warm_up(bot: Chatbot) -> Readiness:
     return readiness
 
 
-def is_loopback(host: str) -> bool:
-    """Whether `host` is only reachable from this machine (127.0.0.0/8, ::1, localhost)."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:  # a host name: it may resolve to any address
-        return False
-
-
 def parse_auth(value: str | None) -> tuple[str, str] | None:
     """`USER:PASSWORD` (from --auth or RAGCHAT_AUTH) as Gradio's auth pair; None when unset."""
     if not value:
@@ -444,7 +504,7 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
 
 def check_exposure(host: str, auth: tuple[str, str] | None) -> None:
     """Refuse to serve the documents beyond this machine without a password."""
-    if auth is None and not is_loopback(host):
+    if auth is None and not is_loopback_host(host):
         raise ConfigError(
             f"Refusing to listen on {host} without a password: anyone who can reach this "
             "machine could read your documents. Pass --auth USER:PASSWORD (or set RAGCHAT_AUTH), "
@@ -467,7 +527,11 @@ def launch(
     demo = build_app(bot, max_upload_bytes, readiness)
     demo.queue(default_concurrency_limit=4)
     settings = bot.settings
+    from starlette.middleware import Middleware
+
     demo.launch(
+        # Host, Origin and file-address checks, and the Content-Security-Policy (ui/guard.py)
+        app_kwargs={"middleware": [Middleware(Guard, loopback=is_loopback_host(host))]},
         server_name=host,
         server_port=port,
         share=False,

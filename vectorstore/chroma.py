@@ -225,11 +225,16 @@ class ChromaStore:
                 hashes.setdefault(str(meta["doc_id"]), set()).add(str(meta.get("doc_hash")))
         return {d: next(iter(h)) if len(h) == 1 else None for d, h in hashes.items()}
 
-    def source_doc_ids(self, source: str) -> list[str]:
-        """The ids of the documents read from one source (a file path)."""
+    def source_doc_ids(self, source: str | Sequence[str]) -> list[str]:
+        """The ids of the documents read from a source (a file path, or a .jsonl record's
+        `path#id`), or from any of several."""
+        sources = [source] if isinstance(source, str) else list(source)
         doc_ids: set[str] = set()  # page by page: a 200 MB file has 50,000 chunks
-        for page in self._pages({"source": source}, ["metadatas"]):
-            doc_ids.update(str(m["doc_id"]) for m in page["metadatas"] or [])
+        for lo in range(0, len(sources), 500):
+            part = sources[lo : lo + 500]
+            where = {"source": part[0]} if len(part) == 1 else {"source": {"$in": part}}
+            for page in self._pages(where, ["metadatas"]):
+                doc_ids.update(str(m["doc_id"]) for m in page["metadatas"] or [])
         return sorted(doc_ids)
 
     def documents(self) -> list[dict[str, Any]]:
