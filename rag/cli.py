@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,9 @@ app = typer.Typer(
     help="Private question answering over your own documents, with citations.",
     no_args_is_help=True,
     add_completion=False,
+    # Markdown: "[1]" is shown as written (Rich markup would take it for a style tag), and
+    # a docstring's lines are joined into sentences
+    rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
 
@@ -141,18 +145,30 @@ def ingest(
     store: StoreOpt = None,
     embedder: EmbedderOpt = None,
 ) -> None:
-    """Add files and folders (.txt .md .html .pdf .docx .jsonl) to the store."""
+    """Add files and folders (.txt .md .html .pdf .docx .jsonl) to the store.
+
+    Example: `ragchat ingest ~/Documents/manuals report.pdf`"""
     from tqdm import tqdm
 
     bot = _bot(store=store, embedder=embedder)
-    with tqdm(total=0, unit="file", desc="ingesting", file=sys.stderr) as bar:
+    # two bars: the files read, then the passages embedded (most of the time), with their
+    # rate and time left; the second one's total grows while files are read
+    reading = tqdm(total=0, unit="file", desc="reading  ", file=sys.stderr, position=0)
+    embedding = tqdm(total=0, unit="passage", desc="embedding", file=sys.stderr, position=1)
+    with reading, embedding:
 
         def progress(done: int, total: int, path: str) -> None:
-            bar.total = total
-            bar.set_postfix_str(Path(path).name[-30:], refresh=done == bar.n)  # a section
-            bar.update(done - bar.n)
+            reading.total = total
+            reading.set_postfix_str(Path(path).name[-30:], refresh=done == reading.n)
+            reading.update(done - reading.n)
 
-        report = bot.ingest(paths, progress=progress)
+        def embedded(done: int, total: int) -> None:
+            if total != embedding.total:
+                embedding.total = total
+                embedding.refresh()
+            embedding.update(done - embedding.n)
+
+        report = bot.ingest(paths, progress=progress, embedding=embedded)
     for s in report.skipped:
         typer.echo(f"skipped {s.path}: {s.reason}", err=True)
     typer.echo(
@@ -176,7 +192,9 @@ def ask(
     verify: VerifyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Answer a question from your documents, citing passages as [n]."""
+    """Answer a question from your documents, citing passages as [1], [2].
+
+    Example: `ragchat ask "Who did Hammouchi meet?"`"""
     bot = _bot(
         store=store,
         llm=llm,
@@ -233,8 +251,11 @@ def search(
     translate: TranslateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the passages most relevant to a query (the model is used only to translate a query
-    whose language some documents are not in; --no-translate skips that)."""
+    """Show the passages most relevant to a query, without asking the model for an answer.
+
+    With --translate, the model translates the query into the documents' other languages.
+
+    Example: `ragchat search "Hammouchi Washington" -k 3`"""
     bot = _bot(
         store=store,
         llm=llm,
@@ -257,7 +278,9 @@ def search(
 def list_documents(
     store: StoreOpt = None, embedder: EmbedderOpt = None, as_json: JsonOpt = False
 ) -> None:
-    """List the documents in the store."""
+    """List the documents in the store.
+
+    Example: `ragchat list --json`"""
     docs = _bot(store=store, embedder=embedder).documents()
     if as_json:
         typer.echo(json.dumps(docs, ensure_ascii=False, indent=2))
@@ -275,7 +298,9 @@ def delete(
     store: StoreOpt = None,
     embedder: EmbedderOpt = None,
 ) -> None:
-    """Remove a document and all its chunks from the store."""
+    """Remove a document and all its chunks from the store.
+
+    Example: `ragchat delete report.pdf`"""
     removed = _bot(store=store, embedder=embedder).delete(doc)
     typer.echo(f"Deleted {doc} ({removed} chunks).")
 
@@ -307,7 +332,9 @@ def chat(
         bool, typer.Option(help="Ingest the sample article when the store is empty.")
     ] = True,
 ) -> None:
-    """Open the chat in the browser (ingests the sample article into an empty store)."""
+    """Open the chat in the browser (ingests the sample article into an empty store).
+
+    Example: `ragchat chat --port 7860`, then open http://127.0.0.1:7860"""
     from rag.pipeline import SAMPLE_CORPUS
     from ui.app import check_exposure, launch, parse_auth
 
@@ -350,7 +377,9 @@ def eval_command(
 ) -> None:
     """Measure retrieval, answers and citations against a test set, with a report.
 
-    `ragchat eval compare RUN_A RUN_B` prints the differences between two runs."""
+    `ragchat eval compare RUN_A RUN_B` prints the differences between two runs.
+
+    Example: `ragchat eval eval/hammouchi/questions.jsonl --docs eval/hammouchi/documents.jsonl`"""
     if args and args[0] == "compare":
         if len(args) != 3:
             raise RagChatError("Usage: ragchat eval compare RUN_A RUN_B")
@@ -472,10 +501,47 @@ def _print_comparison(run_a: str, run_b: str) -> None:
         typer.echo(f"changed {c['id']}: {c['a']} -> {c['b']}  {c['question']}")
 
 
+OWN_LOGGERS = ("rag", "models", "vectorstore", "ui")
+
+
+def configure_logging(level: str | None = None) -> None:
+    """ragchat's own messages at WARNING, third-party ones (bm25s sets its logger to DEBUG,
+    transformers warns of its own deprecations, pypdf logs damage it works around, which the
+    skip reason says already) only when they are errors; `debug` (--verbose, RAGCHAT_LOG=debug)
+    shows everything. Errors the user must act on are one line from `_errors`, not logs."""
+    name = (level or os.environ.get("RAGCHAT_LOG") or "warning").strip().upper()
+    verbose = name == "DEBUG"
+    chosen = getattr(logging, name, None)
+    if not isinstance(chosen, int):
+        chosen = logging.WARNING
+    root = logging.getLogger()
+    handler = next(iter(root.handlers), None)
+    if handler is None:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.ERROR)
+    handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for own in OWN_LOGGERS:
+        logging.getLogger(own).setLevel(chosen)
+    logging.captureWarnings(True)  # Python warnings become "py.warnings" log records
+    for noisy in ("py.warnings", "bm25s", "pypdf", "transformers", "sentence_transformers"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show every log line, third-party ones too.")
+    ] = False,
+) -> None:
+    """Private question answering over your own documents, with citations."""
+    if verbose:
+        configure_logging("debug")
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # pypdf logs damage it works around ("EOF marker not found"); the skip reason already says it
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    configure_logging()
     app()
 
 

@@ -43,6 +43,9 @@ SAMPLE_CORPUS = Path(__file__).parent / "data" / "hammouchi_washington_visit_202
 
 # progress(done_files, total_files, current_path)
 Progress = Callable[[int, int, str], None]
+# embedding(chunks_embedded, chunks_to_embed): to_embed grows while files are read, and equals
+# chunks_embedded only once the last chunk is embedded
+EmbedProgress = Callable[[int, int], None]
 
 _REFUSAL = re.compile(
     r"(cannot|can't|could not|couldn't|unable to)\s+(find|answer|determine)|"
@@ -57,6 +60,7 @@ _TRANSLATE_SHARE = 0.05  # a language is translated into when it holds this shar
 _TRANSLATE_MAX = 2  # languages translated into, the largest first
 _REWRITE_TOKENS = 80  # a standalone question is short; a longer reply is an answer, not a question
 _EMBED_BATCH = 256  # chunks embedded (and written) together across documents
+_EMBED_STEP = 32  # chunks embedded per call, so that progress follows the embedding
 _HASH_BATCH = 256  # documents whose stored versions are looked up together
 
 
@@ -91,6 +95,7 @@ class Chatbot:
         self._reranker = reranker
         self._writer: StoreLock | None = None
         self._checker: SupportChecker | None = None
+        self._embedding: EmbedProgress | None = None  # the running ingest's (one writer)
         self._lock = threading.Lock()
 
     # -- components, built on first use ---------------------------------------------------------
@@ -156,14 +161,21 @@ class Chatbot:
 
     # -- documents -----------------------------------------------------------------------------
 
-    def ingest(self, paths: Iterable[str | Path], progress: Progress | None = None) -> IngestReport:
+    def ingest(
+        self,
+        paths: Iterable[str | Path],
+        progress: Progress | None = None,
+        embedding: EmbedProgress | None = None,
+    ) -> IngestReport:
         """Add files and folders to the store. Unchanged documents are skipped, changed ones
         replaced; a file that cannot be read is reported in `skipped`, the rest still ingested.
-        One writer per store: another process's ingest is waited for up to
+        `progress` follows the files read, `embedding` the chunks embedded (most of the time of
+        an ingest). One writer per store: another process's ingest is waited for up to
         `settings.lock_timeout` seconds, then StoreBusy is raised."""
         t0 = time.perf_counter()
         files, skipped = find_files(paths)
-        counts = {"documents": 0, "unchanged": 0, "chunks": 0}
+        counts = {"documents": 0, "unchanged": 0, "chunks": 0, "embedded": 0}
+        self._embedding = embedding
         pending: list[_Pending] = []
         seen: set[str] = set()  # document ids read so far
         with self._writing():
@@ -198,6 +210,7 @@ class Chatbot:
                 if progress:
                     progress(i + 1, len(files), str(path))
             self._write(pending, counts)
+            self._embedding = None
         return IngestReport(
             files=len(files),
             documents=counts["documents"],
@@ -234,6 +247,7 @@ class Chatbot:
             chunks = chunk_document(doc, self.settings.chunk_size, self.settings.chunk_overlap)
             pending = [p for p in pending if p.doc.id != doc.id]  # the last one read wins
             pending.append(_Pending(doc, chunks))
+            self._report_embedding(counts, pending)
             if sum(len(p.chunks) for p in pending) >= _EMBED_BATCH:
                 self._write(pending, counts)
                 pending = []
@@ -262,7 +276,12 @@ class Chatbot:
         texts = [c.text for p in pending for c in p.chunks]
         if not texts:
             return
-        vectors = self.embedder.embed_documents(texts)
+        parts = []
+        for lo in range(0, len(texts), _EMBED_STEP):
+            parts.append(self.embedder.embed_documents(texts[lo : lo + _EMBED_STEP]))
+            counts["embedded"] += len(parts[-1])
+            self._report_embedding(counts, pending, len(texts) - lo - len(parts[-1]))
+        vectors = np.concatenate(parts)
         keyword = self.keyword
         keyword.begin([p.doc.id for p in pending])  # journaled: a crash here is repaired
         bounds = np.cumsum([0] + [len(p.chunks) for p in pending])
@@ -274,6 +293,16 @@ class Chatbot:
         )
         counts["documents"] += len(pending)
         counts["chunks"] += len(texts)
+
+    def _report_embedding(
+        self, counts: dict[str, int], pending: Sequence[_Pending], left: int | None = None
+    ) -> None:
+        """Tell the ingest's `embedding` callback where it stands: `left` chunks of `pending`
+        are still to embed (all of them when None)."""
+        if self._embedding is not None:
+            if left is None:
+                left = sum(len(p.chunks) for p in pending)
+            self._embedding(counts["embedded"], counts["embedded"] + left)
 
     def documents(self) -> list[dict[str, Any]]:
         """The documents in the store: doc_id, title, source, chunks."""

@@ -78,3 +78,44 @@ def test_console_script_is_installed() -> None:
     assert out.returncode == 0
     for command in ["ingest", "ask", "search", "list", "delete", "chat"]:
         assert command in out.stdout
+
+
+def test_help_texts_render_as_written() -> None:
+    """`[1]` once vanished as Rich markup; each command shows an example."""
+    code, out, _ = run("--help")
+    assert code == 0 and "citing passages as [1], [2]." in out
+    for command in ["ingest", "ask", "search", "list", "delete", "chat", "eval"]:
+        code, out, _ = run(command, "--help")
+        assert code == 0 and f"Example: ragchat {command}" in out, command
+    code, out, _ = run("ask", "--help")
+    assert 'ragchat ask "Who did Hammouchi meet?"' in out
+
+
+def test_a_normal_run_prints_no_library_internals(
+    env: dict[str, str], e5: object, tmp_path: Path
+) -> None:
+    """stderr of ingest, search and ask holds ragchat's own progress and timing, no
+    third-party warning or debug line (transformers' FutureWarning, bm25s' DEBUG)."""
+    import os
+    import re
+
+    store = str(tmp_path / "store")
+    full_env = {**os.environ, **env, "RAGCHAT_LLM": "smollm2-135m-instruct"}
+    full_env.pop("RAGCHAT_LOG", None)
+    for args in (
+        ["ingest", str(SAMPLE_CORPUS)],
+        ["search", "Who did Hammouchi meet?"],
+        ["ask", "Who did Hammouchi meet?"],
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "rag.cli", *args, "--store", store],
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stderr
+        for line in re.split(r"[\r\n]+", out.stderr):
+            line = line.replace("\x1b[A", "").strip()
+            if line:
+                assert re.match(r"^(reading|embedding) *:|^\(\d+\.\d s to first token", line), line

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from models.embedders import SentenceTransformerEmbedder
 from rag import SAMPLE_CORPUS, Answer, Chatbot, EmptyIndex, Settings
 from rag.chunking import chunk_document
 from rag.loaders import load_file
@@ -288,3 +289,31 @@ def test_an_answer_the_model_nearly_refused_is_refused(sample_bot: Chatbot) -> N
     assert strict.usage["not_found_probability"] == pytest.approx(doubt, rel=1e-3)
     assert strict.refused and strict.citations == () and strict.raw == lenient.raw
     assert strict.text == "I could not find this in your documents."
+
+
+def test_embedding_progress_follows_the_chunks(
+    tmp_path: Path, minilm: SentenceTransformerEmbedder
+) -> None:
+    """Ingest progress counts passages embedded out of passages to embed: monotone, and at its
+    total only when the last one is embedded (a bar at 100 % while embedding went on was the
+    complaint of issue 20)."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i, paragraphs in enumerate([30, 5, 50]):
+        body = "\n\n".join(
+            f"Paragraph {j} of file {i} says {'something ' * 20}." for j in range(paragraphs)
+        )
+        (folder / f"f{i}.txt").write_text(body)
+    bot = Chatbot(
+        Settings(store=str(tmp_path / "store"), data_dir=str(tmp_path / "data"), chunk_size=300),
+        embedder=minilm,
+        generator=ScriptedGenerator(),
+    )
+    calls: list[tuple[int, int]] = []
+    report = bot.ingest([folder], embedding=lambda done, total: calls.append((done, total)))
+    assert report.chunks > 64
+    done, totals = [d for d, _ in calls], [t for _, t in calls]
+    assert done == sorted(done) and totals == sorted(totals)
+    assert calls[-1] == (report.chunks, report.chunks)
+    assert all(d < t for d, t in calls[:-1])
+    assert len(set(done)) >= 3  # reported as the embedding goes, not once at the end

@@ -266,11 +266,21 @@ def build_app(
             except UnsupportedDocument as e:
                 refused.append(e)
 
+        read = {"done": 0, "total": len(saved)}
+
         def report_progress(done: int, total: int, path: str) -> None:
-            progress((done, total), desc=f"Ingesting {Path(path).name}")
+            read.update(done=done, total=total)
+            progress((done, total), desc=f"Reading {Path(path).name} ({done}/{total} files)")
+
+        def report_embedding(done: int, total: int) -> None:  # most of the time: embedding
+            progress(
+                (done, total),
+                desc=f"Embedding passages ({read['done']}/{read['total']} files read)",
+                unit="passages",
+            )
 
         try:
-            report = bot.ingest(saved, progress=report_progress)
+            report = bot.ingest(saved, progress=report_progress, embedding=report_embedding)
         except RagChatError as e:
             gr.Warning(escape_html(str(e)))
             return added(bot, "")
