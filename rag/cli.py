@@ -288,13 +288,15 @@ def list_documents(
     if not docs:
         typer.echo("The store is empty: run `ragchat ingest DOCS...`.")
     for d in docs:
-        typer.echo(f"{d['doc_id']}\t{d['chunks']} chunks\t{d['title']}")
+        typer.echo(f"{d['name']}\t{d['chunks']} chunks\t{d['title']}")
 
 
 @app.command()
 @_errors
 def delete(
-    doc: Annotated[str, typer.Argument(help="Document id, source path or title (see `list`).")],
+    doc: Annotated[
+        str, typer.Argument(help="The document's name (as `list` shows it), id, path or title.")
+    ],
     store: StoreOpt = None,
     embedder: EmbedderOpt = None,
 ) -> None:

@@ -147,11 +147,23 @@ def _require_text(
     return text
 
 
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"  # the sample article ships here
+
+
+def document_id(path: Path) -> str:
+    """A file's document id: its absolute path, unique on this machine; a file ragchat ships
+    (the sample article) is `ragchat:<name>`, the same wherever the repository was cloned."""
+    resolved = path.resolve()
+    if resolved.is_relative_to(PACKAGE_DATA):
+        return f"ragchat:{resolved.relative_to(PACKAGE_DATA).as_posix()}"
+    return display_path(resolved)
+
+
 def _file_doc(path: Path, text: str, **metadata: object) -> Document:
     resolved = display_path(path.resolve())
     meta = {"title": path.stem, "source": resolved, **{k: v for k, v in metadata.items() if v}}
     meta["title"] = _clean(str(meta["title"]))
-    return Document(id=resolved, source=resolved, text=_clean(text), metadata=meta)
+    return Document(id=document_id(path), source=resolved, text=_clean(text), metadata=meta)
 
 
 def load_text(path: Path) -> list[Document]:
@@ -598,6 +610,23 @@ def _classify(p: Path) -> str:
     if stat.S_ISREG(mode):
         return "file"
     return "not a regular file (a device, pipe or socket): leave it out"
+
+
+def display_names(paths: Iterable[str | Path], files: Iterable[Path]) -> dict[Path, str]:
+    """How each of `files` (resolved, from find_files) is shown: its path relative to the
+    folder of `paths` it was found in, or its name when it was given itself."""
+    roots = []
+    for raw in paths:
+        try:
+            roots.append(Path(os.path.expanduser(raw)).resolve())
+        except (ValueError, OSError):
+            continue
+    names = {}
+    for f in files:
+        within = [r for r in roots if r != f and f.is_relative_to(r)]
+        root = max(within, key=lambda r: len(r.parts), default=None)
+        names[f] = display_path(f.relative_to(root).as_posix() if root else f.name)
+    return names
 
 
 def find_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Skipped]]:

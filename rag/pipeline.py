@@ -6,6 +6,7 @@ rag/factory.py. This module never prints; progress is reported through a callbac
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -26,7 +27,7 @@ from rag.citations import MARKER, clean_markers, parse_citations
 from rag.config import Settings
 from rag.errors import ConfigError, EmptyIndex, GenerationError, UnsupportedDocument
 from rag.language import detect_language
-from rag.loaders import TEXT_SUFFIXES, find_files, is_section, iter_file
+from rag.loaders import TEXT_SUFFIXES, display_names, find_files, is_section, iter_file
 from rag.markup import strip_markup
 from rag.protocols import DocumentStore, Embedder, Generator, Reranker
 from rag.retrieval import Retriever
@@ -173,7 +174,9 @@ class Chatbot:
         an ingest). One writer per store: another process's ingest is waited for up to
         `settings.lock_timeout` seconds, then StoreBusy is raised."""
         t0 = time.perf_counter()
+        paths = list(paths)
         files, skipped = find_files(paths)
+        names = display_names(paths, files)
         counts = {"documents": 0, "unchanged": 0, "chunks": 0, "embedded": 0}
         self._embedding = embedding
         pending: list[_Pending] = []
@@ -186,6 +189,7 @@ class Chatbot:
                 before = counts["unchanged"]
                 try:
                     for doc in iter_file(path, problems):
+                        doc = _named(doc, names[path])
                         group.append(doc)
                         yielded.append((doc.id, doc.source))
                         if len(group) >= _HASH_BATCH or is_section(doc.id):
@@ -305,25 +309,42 @@ class Chatbot:
             self._embedding(counts["embedded"], counts["embedded"] + left)
 
     def documents(self) -> list[dict[str, Any]]:
-        """The documents in the store: doc_id, title, source, chunks."""
-        return self.store.documents()
+        """The documents in the store: doc_id, name, title, source, chunks. `name` is how a
+        document is shown: its path relative to the folder it was ingested from (documents
+        stored before names were kept: the file's name); two documents that would show the same
+        name are told apart by their source."""
+        docs = self.store.documents()
+        for d in docs:
+            source = str(d.get("source") or d["doc_id"])
+            d["name"] = d.get("name") or Path(source.split("#", 1)[0]).name + (
+                f"#{source.split('#', 1)[1]}" if "#" in source else ""
+            )
+        shown = collections.Counter(d["name"] for d in docs)
+        for d in docs:
+            if shown[d["name"]] > 1:
+                d["name"] = f"{d['name']} ({d['source']})"
+        return docs
 
     def delete(self, doc: str) -> int:
         """Delete a document by id, source path, .jsonl record id or title; returns the chunks
         removed."""
         docs = self.documents()
-        matches = [d for d in docs if doc in (d["doc_id"], d["source"])]
+        matches = [d for d in docs if doc in (d["doc_id"], d["source"], d["name"])]
+        if not matches:  # a name two documents share (each shown with its source)
+            matches = [d for d in docs if d["name"].startswith(f"{doc} (")]
         if not matches:  # a .jsonl record by its own id (its doc_id is `<file>#<id>`)
             matches = [d for d in docs if str(d["doc_id"]).endswith(f"#{doc}")]
         if not matches:
             matches = [d for d in docs if doc == d["title"]]
         if not matches and Path(doc).exists():
             resolved = str(Path(doc).resolve())
-            matches = [d for d in docs if d["doc_id"] == resolved]
+            matches = [d for d in docs if resolved in (d["doc_id"], d["source"])]
         if len(matches) != 1:
             what = "No document" if not matches else f"{len(matches)} documents"
             raise UnsupportedDocument(
-                doc, f"{what} matches; give the exact doc_id shown by `ragchat list`."
+                doc,
+                f"{what} matches; give the name as `ragchat list` shows it, or the doc_id "
+                "from `ragchat list --json`.",
             )
         doc_id = str(matches[0]["doc_id"])
         with self._writing():
@@ -570,6 +591,16 @@ class Chatbot:
             threshold = rules_for(self.embedder.name).relevance
         similarities = [h.similarity for h in hits if h.similarity is not None]
         return not similarities or max(similarities) >= threshold
+
+
+def _named(doc: Document, name: str) -> Document:
+    """`doc` with its display name: the file's path relative to the folder ingested, and the
+    record's id or the section's number after a `#`."""
+    if doc.metadata.get("record_id"):
+        name = f"{name}#{doc.metadata['record_id']}"
+    elif is_section(doc.id):
+        name = f"{name}#{doc.id.rsplit('#', 1)[1]}"
+    return dataclasses.replace(doc, metadata={**doc.metadata, "name": name})
 
 
 def _last(pieces: Iterable[str | Answer]) -> Answer:

@@ -21,6 +21,10 @@ from rag import SAMPLE_CORPUS, Chatbot, Settings  # noqa: E402
 SMOL = "smollm2-135m-instruct"
 
 
+# the sample article's document id: the same in every clone of the repository (issue 20)
+SAMPLE_ID = "ragchat:hammouchi_washington_visit_2022-06.fr.txt"
+
+
 class ScriptedGenerator:
     """A Generator that streams queued replies word by word and records the prompts it got."""
 

@@ -35,7 +35,7 @@ def test_upsert_search_delete_roundtrip(tmp_path) -> None:
     )
     assert got.title == "A" and got.source == "/docs/a.txt"
     assert store.documents() == [
-        {"doc_id": "a", "title": "A", "source": "/docs/a.txt", "chunks": len(chunks)}
+        {"doc_id": "a", "title": "A", "name": None, "source": "/docs/a.txt", "chunks": len(chunks)}
     ]
     assert store.delete("a") == len(chunks)
     assert store.count() == 0 and store.search(vectors[0], 3) == []

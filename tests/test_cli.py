@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from rag import SAMPLE_CORPUS
 from rag.cli import app
+from tests.conftest import SAMPLE_ID
 
 
 @pytest.fixture
@@ -38,7 +39,8 @@ def test_ingest_list_search_ask_delete(env: dict[str, str], tmp_path: Path) -> N
 
     code, out, _ = run("list", "--store", store, "--json")
     docs = json.loads(out)
-    assert [d["doc_id"] for d in docs] == [str(SAMPLE_CORPUS.resolve())]
+    assert [d["doc_id"] for d in docs] == [SAMPLE_ID]
+    assert [d["name"] for d in docs] == [SAMPLE_CORPUS.name]
 
     code, out, _ = run("search", "Who did Hammouchi meet?", "-k", "2", "--store", store, "--json")
     hits = json.loads(out)

@@ -10,7 +10,7 @@ from rag import SAMPLE_CORPUS, Answer, Chatbot, EmptyIndex, Settings
 from rag.chunking import chunk_document
 from rag.loaders import load_file
 from rag.types import Document
-from tests.conftest import ScriptedGenerator
+from tests.conftest import SAMPLE_ID, ScriptedGenerator
 
 QUESTION = "Who did Hammouchi meet?"
 
@@ -54,7 +54,7 @@ def test_search_finds_the_french_passage_for_an_english_question(sample_bot: Cha
     # one article: its overlapping chunks come back joined, so fewer than 3 hits can hold it
     assert hits and [h.rank for h in hits] == list(range(1, len(hits) + 1))
     assert any("Avril Haines" in h.chunk.text for h in hits)
-    assert all(h.chunk.doc_id == str(SAMPLE_CORPUS.resolve()) for h in hits)
+    assert all(h.chunk.doc_id == SAMPLE_ID for h in hits)
 
 
 def test_asking_an_empty_store_says_to_ingest_first(bot: Chatbot) -> None:
@@ -317,3 +317,69 @@ def test_embedding_progress_follows_the_chunks(
     assert calls[-1] == (report.chunks, report.chunks)
     assert all(d < t for d, t in calls[:-1])
     assert len(set(done)) >= 3  # reported as the embedding goes, not once at the end
+
+
+def test_the_sample_article_has_the_same_id_in_two_clones(tmp_path: Path) -> None:
+    """Its id holds no path of the clone (`ragchat list` once showed /work/.../rag/data/...)."""
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    ids = []
+    for clone in ("one", "two"):
+        shutil.copytree(repo / "rag", tmp_path / clone / "rag")
+        code = (
+            "from rag import SAMPLE_CORPUS; from rag.loaders import load_file; "
+            "print(SAMPLE_CORPUS.resolve()); print(load_file(SAMPLE_CORPUS)[0].id)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path / clone, capture_output=True, text=True
+        )
+        path, doc_id = out.stdout.split()
+        assert path.startswith(str(tmp_path / clone))  # this clone's own package was read
+        ids.append(doc_id)
+    assert ids == [SAMPLE_ID, SAMPLE_ID]
+
+
+def test_documents_are_named_by_their_path_in_the_folder_ingested(
+    tmp_path: Path, minilm: SentenceTransformerEmbedder
+) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder / "sub").mkdir(parents=True)
+        (tmp_path / folder / "sub" / "notes.txt").write_text(f"Notes of folder {folder}.")
+    (tmp_path / "a" / "top.md").write_text("# Top\n\nThe top file.")
+    bot = Chatbot(
+        Settings(store=str(tmp_path / "store"), data_dir=str(tmp_path / "data")),
+        embedder=minilm,
+        generator=ScriptedGenerator(),
+    )
+    bot.ingest([tmp_path / "a"])
+    assert sorted(d["name"] for d in bot.documents()) == ["sub/notes.txt", "top.md"]
+    assert all(Path(d["source"]).is_absolute() for d in bot.documents())  # the full path kept
+    bot.ingest([tmp_path / "b"])  # the same relative name from another folder: no collision
+    names = sorted(d["name"] for d in bot.documents())
+    assert len(names) == 3 and len(set(names)) == 3
+    assert f"sub/notes.txt ({(tmp_path / 'b' / 'sub' / 'notes.txt').resolve()})" in names
+    assert bot.delete("top.md") == 1  # delete takes the name `list` shows
+    with pytest.raises(Exception, match="2 documents match"):
+        bot.delete("sub/notes.txt")
+
+
+def test_a_store_written_with_the_clone_path_as_the_sample_id_is_migrated(
+    tmp_path: Path, minilm: SentenceTransformerEmbedder
+) -> None:
+    bot = Chatbot(
+        Settings(store=str(tmp_path / "store"), data_dir=str(tmp_path / "data")),
+        embedder=minilm,
+        generator=ScriptedGenerator(),
+    )
+    (doc,) = load_file(SAMPLE_CORPUS)
+    old = Document(id=doc.source, source=doc.source, text=doc.text, metadata={"title": doc.title})
+    chunks = chunk_document(old)
+    vectors = minilm.embed_documents([c.text for c in chunks])
+    bot.store.replace_documents([(old.id, chunks, vectors)])
+    (listed,) = bot.documents()  # read before the migration: named by its file
+    assert listed["doc_id"] == doc.source and listed["name"] == SAMPLE_CORPUS.name
+    bot.ingest([SAMPLE_CORPUS])
+    assert [d["doc_id"] for d in bot.documents()] == [SAMPLE_ID]

@@ -11,6 +11,7 @@ from rag import SAMPLE_CORPUS, Chatbot, ModelNotFound, Settings
 from rag.errors import ConfigError
 from rag.retrieval import Fusion, Retriever, fuse
 from rag.types import Chunk, Hit
+from tests.conftest import SAMPLE_ID
 
 
 def hits(*specs: tuple[str, str]) -> list[Hit]:
@@ -100,7 +101,7 @@ def test_a_question_is_translated_into_the_documents_language_for_keyword_search
 
 
 def test_english_question_finds_the_french_passage_in_every_mode(e5_bot: Chatbot) -> None:
-    chunks = e5_bot.store.get_chunks(str(SAMPLE_CORPUS.resolve()))
+    chunks = e5_bot.store.get_chunks(SAMPLE_ID)
     assert {c.metadata["lang"] for c in chunks} == {"fr"}  # detected at ingest, stored per chunk
     assert e5_bot.keyword.count() == len(chunks)
     for mode in ("hybrid", "dense"):

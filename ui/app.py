@@ -141,7 +141,7 @@ def conversation(history: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 def documents_table(bot: Chatbot) -> list[list[Any]]:
     try:
-        return [[d["title"], d["chunks"], d["doc_id"]] for d in bot.documents()]
+        return [[d["title"], d["chunks"], d["name"], d["doc_id"]] for d in bot.documents()]
     except RagChatError as e:
         gr.Warning(escape_html(str(e)))
         return []
@@ -150,8 +150,8 @@ def documents_table(bot: Chatbot) -> list[list[Any]]:
 def library(bot: Chatbot) -> tuple[list[list[Any]], Any]:
     """The documents table and the choices of the remove control, read once."""
     rows = documents_table(bot)
-    choices = [(f"{title} ({passages} passages)", doc_id) for title, passages, doc_id in rows]
-    return rows, gr.Dropdown(choices=choices, value=None)
+    choices = [(f"{name} ({passages} passages)", doc_id) for _, passages, name, doc_id in rows]
+    return [row[:3] for row in rows], gr.Dropdown(choices=choices, value=None)
 
 
 def added(bot: Chatbot, status: str) -> tuple[Any, ...]:
@@ -391,7 +391,7 @@ def build_app(
                     add = gr.Button("Add to library", elem_id="add")
                     status = gr.Markdown(elem_id="ingest-status")
                     docs = gr.Dataframe(
-                        headers=["title", "passages", "id"],
+                        headers=["title", "passages", "file"],
                         label="Documents",
                         interactive=False,
                         elem_id="documents",

@@ -238,7 +238,8 @@ class ChromaStore:
         return sorted(doc_ids)
 
     def documents(self) -> list[dict[str, Any]]:
-        """One entry per document: doc_id, title, source, chunks."""
+        """One entry per document: doc_id, title, name (None when not stored), source,
+        chunks."""
         docs: dict[str, dict[str, Any]] = {}
         total = self.count()
         for offset in range(0, total, _PAGE):
@@ -250,6 +251,7 @@ class ChromaStore:
                     {
                         "doc_id": doc_id,
                         "title": meta.get("title", doc_id),
+                        "name": meta.get("name"),
                         "source": meta.get("source", ""),
                         "chunks": 0,
                     },
