@@ -26,9 +26,10 @@ for name, part in [("visit-part1.pdf", records[:3]), ("visit-part2.pdf", records
 PY
 run() {  # the command as typed, then its output (a progress bar in its last state)
   echo '```console'
-  echo "\$ ragchat $*"
+  printf '$ ragchat'; printf ' %q' "$@"; echo
   $BIN/ragchat "$@" 2>&1 | tr '\r' '\n' | sed 's/\x1b\[A//g' | awk 'NF' |
-    awk '/^(reading|embedding|evaluating)/ {last[$1]=$0; next} {print} END {for (k in last) print last[k]}'
+    awk '/^(reading|embedding|evaluating)/ {if (!($1 in last)) order[++n]=$1; last[$1]=$0; next}
+         {print} END {for (i=1; i<=n; i++) print last[order[i]]}'
   echo '```'
   echo
 }
@@ -43,7 +44,8 @@ run() {  # the command as typed, then its output (a progress bar in its last sta
   run list
   run search "Who did Hammouchi meet?" -k 2
   run ask "Who did Hammouchi meet?"
-  run eval eval/hammouchi/questions.jsonl --limit 3 --out "$WORK/run"
+  run eval eval/hammouchi/questions.jsonl --docs eval/hammouchi/documents.jsonl --limit 3 \
+    --out "$WORK/run"
 } > docs/cli-session.md
 sed -i "s#$WORK#/tmp/demo#g" docs/cli-session.md
 rm -rf "$WORK"
