@@ -37,7 +37,7 @@ WORDS = (
     "tundra citadel estuary garnet horizon island jasmine kestrel lagoon marble nectar"
 ).split()
 EMBEDDER = ("all-MiniLM-L6-v2", 384)
-PROGRESS = re.compile(r"ingesting:\s+\d+%.*?\|\s*(\d+)/(\d+)")
+PROGRESS = re.compile(r"reading\s*:\s+\d+%.*?\|\s*(\d+)/(\d+)")
 
 
 def _write_corpus(
