@@ -97,8 +97,3 @@ def strip_markup(text: str, passages: Iterable[str] = ()) -> Cleaned:
 def printable(text: str) -> str:
     """`text` without the control characters a terminal would obey (escape sequences)."""
     return _CONTROL.sub(lambda m: " " if m.group(0) in "\t\n\r" else "", text)
-
-
-def has_markup(text: str, passages: Iterable[str] = ()) -> bool:
-    """Whether strip_markup would remove anything from `text`."""
-    return bool(strip_markup(text, passages).removed)
