@@ -101,12 +101,20 @@ class Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host", "")
-        if self.loopback and not is_loopback_host(split_host(host)):
+        bad_host = self.loopback and not is_loopback_host(split_host(host))
+        origin = headers.get("origin")
+        if scope["type"] == "websocket":  # refused with a close, an HTTP answer is no reply here
+            cross = origin is not None and urlsplit(origin).netloc.lower() != host.lower()
+            if bad_host or cross:
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await self.app(scope, receive, send)
+            return
+        if bad_host:
             await _refuse(send, 421, "This ragchat server answers only at 127.0.0.1 or localhost.")
             return
         method = scope.get("method", "GET")
-        origin = headers.get("origin")
-        if origin is not None and (method not in SAFE_METHODS or scope["type"] == "websocket"):
+        if origin is not None and method not in SAFE_METHODS:
             parts = urlsplit(origin)
             if origin == "null" or parts.netloc.lower() != host.lower():
                 await _refuse(send, 403, "Requests from another site are refused.")
