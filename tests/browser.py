@@ -90,3 +90,16 @@ def listener() -> Iterator[Listener]:
         yield server
     finally:
         server.close()
+
+
+@contextmanager
+def serve(bot: Any, **options: Any) -> Iterator[str]:
+    """The chat served by ui.app.launch (what `ragchat chat` calls) on a free loopback port."""
+    from ui.app import launch
+
+    port = free_port()
+    demo = launch(bot, port=port, prevent_thread_lock=True, quiet=True, **options)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        demo.close()

@@ -101,6 +101,22 @@ def sample_bot(bot: Chatbot) -> Chatbot:
     return bot
 
 
+@pytest.fixture(scope="module")
+def minilm_bot(
+    tmp_path_factory: pytest.TempPathFactory, minilm: SentenceTransformerEmbedder
+) -> Chatbot:
+    """The sample article in a fresh store per test module, MiniLM and a scripted generator:
+    for the server tests, which need documents, not answers."""
+    data = tmp_path_factory.mktemp("served") / "data"
+    bot = Chatbot(
+        Settings(store=str(data / "store"), data_dir=str(data)),
+        embedder=minilm,
+        generator=ScriptedGenerator(),
+    )
+    bot.ingest([SAMPLE_CORPUS])
+    return bot
+
+
 @pytest.fixture
 def scripted() -> ScriptedGenerator:
     return ScriptedGenerator()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,10 @@ from models.embedders import SentenceTransformerEmbedder
 from rag import SAMPLE_CORPUS, Chatbot, Settings
 from rag.cli import answer_json
 from rag.markup import strip_markup
-from tests.browser import browser_page, free_port, listener
+from tests.browser import browser_page, listener, serve
 from tests.conftest import ScriptedGenerator
 from tests.test_ui import give_file
-from ui.app import answer_markdown, launch
+from ui.app import answer_markdown
 from ui.guard import CSP
 
 QUESTION = "What is special about Ifrane?"
@@ -128,16 +127,6 @@ def test_rendered_answer_has_only_ragchats_own_markup(
 # -- the browser: nothing is fetched ------------------------------------------------------------
 
 
-@contextmanager
-def serve(bot: Chatbot, **options: Any) -> Iterator[str]:
-    port = free_port()
-    demo = launch(bot, port=port, prevent_thread_lock=True, quiet=True, **options)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        demo.close()
-
-
 def test_browser_fetches_nothing_a_document_or_answer_names(
     tmp_path: Path, e5: SentenceTransformerEmbedder
 ) -> None:
@@ -175,20 +164,6 @@ def test_browser_fetches_nothing_a_document_or_answer_names(
 
 
 # -- the server ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def minilm_bot(
-    tmp_path_factory: pytest.TempPathFactory, minilm: SentenceTransformerEmbedder
-) -> Chatbot:
-    data = tmp_path_factory.mktemp("hostile") / "data"
-    bot = Chatbot(
-        Settings(store=str(data / "store"), data_dir=str(data)),
-        embedder=minilm,
-        generator=ScriptedGenerator(),
-    )
-    bot.ingest([SAMPLE_CORPUS])
-    return bot
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,9 @@ from typer.testing import CliRunner
 from models.embedders import SentenceTransformerEmbedder
 from rag import SAMPLE_CORPUS, Chatbot, Settings, UnsupportedDocument
 from rag.cli import app as cli
-from tests.browser import browser_page, free_port
+from tests.browser import browser_page, serve
 from tests.conftest import ScriptedGenerator
-from ui.app import check_exposure, launch, parse_auth, save_upload
+from ui.app import check_exposure, parse_auth, save_upload
 
 UPLOAD_LIMIT = 64 * 1024
 REPO = Path(__file__).resolve().parents[1]
@@ -69,30 +68,6 @@ def test_parse_auth() -> None:
     for bad in ["alice", "alice:", ":secret"]:
         with pytest.raises(Exception, match="USER:PASSWORD"):
             parse_auth(bad)
-
-
-@pytest.fixture(scope="module")
-def minilm_bot(
-    tmp_path_factory: pytest.TempPathFactory, minilm: SentenceTransformerEmbedder
-) -> Chatbot:
-    data = tmp_path_factory.mktemp("secure") / "data"
-    bot = Chatbot(
-        Settings(store=str(data / "store"), data_dir=str(data)),
-        embedder=minilm,
-        generator=ScriptedGenerator(),
-    )
-    bot.ingest([SAMPLE_CORPUS])
-    return bot
-
-
-@contextmanager
-def serve(bot: Chatbot, **options: Any) -> Iterator[str]:
-    port = free_port()
-    demo = launch(bot, port=port, prevent_thread_lock=True, quiet=True, **options)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        demo.close()
 
 
 def test_other_address_with_a_password_starts_and_asks_for_it(minilm_bot: Chatbot) -> None:
