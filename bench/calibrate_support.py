@@ -34,7 +34,8 @@ from rag import metrics  # noqa: E402
 from rag.citations import clean_markers  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.evaluate import hit_from_row  # noqa: E402
-from rag.pipeline import _is_refusal  # noqa: E402
+from rag.prompts import NOT_FOUND  # noqa: E402
+from rag.refusal import free_text_refusal  # noqa: E402
 from rag.support import Rules, SupportChecker, decide, rules_for, split_claims  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "calibrate_support.json"
@@ -71,7 +72,9 @@ def _cases(chk: SupportChecker, run: str, titles: dict[str, str]) -> list:  # ty
         # runs since issue 5 keep the model's raw text (their answers are already checked);
         # the model's own refusals stay refusals
         text = row.get("raw") or ("" if row["refused"] else row["answer"])
-        claims = None if _is_refusal(text, 5) else split_claims(clean_markers(text, 5))
+        claims = (
+            None if free_text_refusal(text, 5, NOT_FOUND) else split_claims(clean_markers(text, 5))
+        )
         if not claims:
             cases.append((row, None, None, None))
             continue

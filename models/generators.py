@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from models.kvcache import BlockCache
 from rag.errors import GenerationError, ModelNotFound
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class LlamaCppGenerator:
         context_window: int = 4096,
         threads: int = 0,
         seed: int = 0,
+        kv_cache_mb: int = 512,
     ) -> None:
         self.model_path = Path(model_path)
         self.name = name or self.model_path.stem
@@ -55,6 +57,7 @@ class LlamaCppGenerator:
         self._templates: tuple[Any, Any] | None = None
         self._first_logprobs: Any = None  # log-probabilities of the last reply's first token
         self._kept: OrderedDict[tuple[int, ...], Any] = OrderedDict()  # prefix -> KV state
+        self.blocks = BlockCache(kv_cache_mb * 2**20)  # KV states of evidence prompts
         self._load_lock = threading.Lock()
         self._run_lock = threading.RLock()  # re-entered by choose()
 
@@ -233,6 +236,9 @@ class LlamaCppGenerator:
     ) -> Iterator[str]:
         llm = self.llm
         with self._run_lock:
+            if self.blocks.holds_live:  # evaluated in blocks: not this prompt's prefix split
+                llm.n_tokens = 0
+                self.blocks.forget_live()
             prefix, prompt_size = self._prefix_tokens(llm, messages)
             cached = self._pin_prefix(llm, prefix)
             completion, first, first_at = 0, None, -1
@@ -265,6 +271,122 @@ class LlamaCppGenerator:
                 "completion_tokens": completion,
                 "cached_prompt_tokens": cached,
             }
+
+    def _template_parts(self, llm: Any, system: str) -> tuple[list[int], list[int]] | None:
+        """The chat template's tokens before and after the user message's content (the head
+        holds the system message); None when the chat format is not the GGUF template."""
+        if self._templates is None:
+            return None
+        mark = "\u2063\u2063"  # invisible separators: not in any message ragchat writes
+        rendered = self._templates[1](
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": mark}]
+        )
+        head, _, foot = rendered.prompt.partition(mark)
+        add_bos = not rendered.added_special
+        encode = llm.tokenize
+        return (
+            encode(head.encode("utf-8"), add_bos=add_bos, special=True),
+            encode(foot.encode("utf-8"), add_bos=False, special=True),
+        )
+
+    def _block_tokens(
+        self, llm: Any, system: str, blocks: Sequence[str], tail: str, prefill: str = ""
+    ) -> tuple[list[list[int]], list[int]] | None:
+        parts = self._template_parts(llm, system)
+        if parts is None:
+            return None
+        head, foot = parts
+
+        def text(t: str) -> list[int]:  # document text: never read as special tokens
+            return llm.tokenize(t.encode("utf-8"), add_bos=False, special=False)
+
+        return [head] + [text(b) for b in blocks], text(tail) + foot + text(prefill)
+
+    def cached_tokens(self, system: str, blocks: Sequence[str]) -> int:
+        """How many tokens of a block prompt are already computed (see `stream_blocks`)."""
+        llm = self.llm
+        with self._run_lock:
+            tokens = self._block_tokens(llm, system, blocks, "")
+            return self.blocks.cached_tokens(llm, tokens[0]) if tokens else 0
+
+    def stream_blocks(
+        self,
+        system: str,
+        blocks: Sequence[str],
+        tail: str,
+        *,
+        max_tokens: int,
+        grammar: str | None = None,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+        prefill: str = "",
+        resume: bool = False,
+    ) -> Iterator[str]:
+        """Stream the reply to a system message and a user message made of `blocks` then
+        `tail`, optionally held to a GBNF `grammar`; `prefill` begins the reply (and is not
+        streamed). `resume` continues the previous call on the same blocks (its `prefill`
+        then holds what that call was given and wrote): only what follows is evaluated.
+
+        The KV state after each block is kept (models/kvcache.py): a later prompt sharing
+        the first blocks evaluates only the rest, and gets the same reply it would get
+        alone."""
+        llm = self.llm
+        with self._run_lock:
+            tokens = self._block_tokens(llm, system, blocks, tail, prefill)
+            if tokens is None:  # not the GGUF template: one plain message, no block reuse
+                user = "".join(blocks) + tail
+                messages = [
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": user},
+                ]
+                yield from self.stream(
+                    messages, max_tokens=max_tokens, stop=stop, temperature=temperature
+                )
+                return
+            prefix, rest = tokens
+            if sum(map(len, prefix)) + len(rest) + max_tokens > self.context_window:
+                raise GenerationError(
+                    f"The prompt ({sum(map(len, prefix)) + len(rest)} tokens) and the answer "
+                    f"({max_tokens}) do not fit the model's context ({self.context_window}). "
+                    "Lower evidence_tokens or top_k, or raise context_window."
+                )
+            if resume and self.blocks.holds(prefix):
+                cached = llm.n_tokens  # the previous call's state, which generate() extends
+            else:
+                cached = self.blocks.prepare(llm, prefix)
+            prompt = [t for block in prefix for t in block] + rest
+            compiled = self._grammar(grammar) if grammar else None
+            completion, first = 0, None
+            for part in llm.create_completion(
+                prompt=prompt,
+                max_tokens=max_tokens,
+                stop=list(stop) or None,
+                temperature=temperature,
+                seed=self.seed,
+                stream=True,
+                grammar=compiled,
+            ):
+                if first is None:  # the prompt's last row, when the first token is not yet
+                    # evaluated (a first chunk held back for a stop sequence comes later)
+                    first = self._logprobs(llm) if llm.n_tokens == len(prompt) else False
+                text = part["choices"][0].get("text")
+                if text:
+                    completion += 1
+                    yield text
+            self._first_logprobs = first if first is not False else None
+            self.last_usage = {
+                "prompt_tokens": len(prompt),
+                "completion_tokens": completion,
+                "cached_prompt_tokens": cached,
+            }
+
+    def _grammar(self, text: str) -> Any:
+        from llama_cpp import LlamaGrammar
+
+        try:
+            return LlamaGrammar.from_string(text, verbose=False)
+        except (ValueError, RuntimeError) as e:
+            raise GenerationError(f"llama.cpp could not parse the answer grammar ({e}).") from e
 
 
 class OpenAIGenerator:

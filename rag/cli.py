@@ -20,6 +20,7 @@ import typer
 from rag.config import Settings
 from rag.errors import RagChatError
 from rag.markup import printable
+from rag.refusal import explain
 from rag.types import Answer, Hit
 
 app = typer.Typer(
@@ -134,6 +135,7 @@ def answer_json(answer: Answer) -> dict[str, Any]:
         "timings": {k: round(v, 3) for k, v in answer.timings.items()},
         "usage": answer.usage,
         "signals": list(answer.signals),
+        "reasons": explain(answer.signals),
         "raw": answer.raw,
     }
 
@@ -227,6 +229,8 @@ def ask(
     for sentence in answer.sentences:
         if not sentence.supported:
             typer.echo(f"(not supported by the passages: «{sentence.text}»)")
+    for reason in explain(answer.signals):
+        typer.echo(f"({reason})", err=True)
     if answer.refused and answer.hits:
         typer.echo("Closest passages:")
         for h in answer.hits[:3]:

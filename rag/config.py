@@ -52,6 +52,20 @@ class Settings:
     # chunk length and overlap between neighbouring chunks, in characters
     chunk_size: int = 1000
     chunk_overlap: int = 200
+    # what the model reads: "sentences" (the sentences of the retrieved passages that bear on
+    # the question, under evidence_tokens), "passages" (the retrieved passages whole), or
+    # "auto": a collection of at most collection_tokens is shown whole (the same prompt prefix
+    # for every question, computed once), sentences otherwise (rag/evidence.py)
+    evidence: str = "auto"
+    evidence_tokens: int = 300
+    # name the three evidence sentences closest to the question (by the embedder) after it
+    evidence_hint: bool = True
+    collection_tokens: int = 900
+    # how the model answers: "quote" (it names the evidence sentences that state the answer,
+    # held to them by a grammar, then answers) or "free" (text with [n] markers, checked after)
+    answer_form: str = "quote"
+    # memory for the model's KV states of evidence blocks reused across questions, in MiB
+    kv_cache_mb: int = 512
     # sampling temperature of the answer (0 = deterministic)
     temperature: float = 0.0
     # most tokens an answer may have
@@ -89,6 +103,16 @@ class Settings:
         if self.retrieval not in ("hybrid", "dense", "keyword"):
             raise ConfigError(
                 f"retrieval must be hybrid, dense or keyword, got {self.retrieval!r}."
+            )
+        if self.evidence not in ("auto", "sentences", "passages"):
+            raise ConfigError(
+                f"evidence must be auto, sentences or passages, got {self.evidence!r}."
+            )
+        if self.answer_form not in ("quote", "free"):
+            raise ConfigError(f"answer_form must be quote or free, got {self.answer_form!r}.")
+        if self.evidence_tokens < 50 or self.collection_tokens < 0 or self.kv_cache_mb < 0:
+            raise ConfigError(
+                "evidence_tokens must be at least 50, collection_tokens and kv_cache_mb at least 0."
             )
         if self.top_k < 1:
             raise ConfigError(f"top_k must be at least 1, got {self.top_k}.")

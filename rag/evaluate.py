@@ -74,7 +74,15 @@ def load_questions(path: str | Path) -> list[EvalQuestion]:
                 item = EvalQuestion(
                     id=str(q.get("id") or f"line{lineno}"),
                     question=str(q["question"]),
-                    answers=tuple(str(a) for a in q.get("answers") or ()),
+                    # a cross-lingual question's answer may be given in the passage's
+                    # language or in its own (`answers_question_lang`): either counts
+                    answers=tuple(
+                        str(a)
+                        for a in [
+                            *(q.get("answers") or ()),
+                            *(q.get("answers_question_lang") or ()),
+                        ]
+                    ),
                     context_id=q.get("context_id"),
                     unanswerable=bool(q.get("unanswerable", False)),
                 )
@@ -181,6 +189,10 @@ def score_answer(q: EvalQuestion, answer: Answer) -> dict[str, Any]:
         "verified": answer.usage.get("verified"),
         "not_found_probability": answer.usage.get("not_found_probability"),
         "prompt_tokens": answer.usage.get("prompt_tokens"),
+        "cached_prompt_tokens": answer.usage.get("cached_prompt_tokens"),
+        "evidence_tokens": answer.usage.get("evidence_tokens"),
+        "quote_support": answer.usage.get("quote_support"),
+        "signals": list(answer.signals),
         "completion_tokens": answer.usage.get("completion_tokens"),
         "raw": answer.raw,
         "sentences": [
@@ -267,6 +279,8 @@ COSTS = (
     "check_s",
     "verify_s",
     "prompt_tokens",
+    "cached_prompt_tokens",
+    "evidence_tokens",
     "completion_tokens",
 )
 

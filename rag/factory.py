@@ -106,4 +106,5 @@ def build_generator(settings: Settings) -> LlamaCppGenerator | OpenAIGenerator:
         context_window=settings.context_window,
         threads=settings.threads,
         seed=settings.seed,
+        kv_cache_mb=settings.kv_cache_mb,
     )

@@ -9,9 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import functools
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,18 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag import factory, prompts, verify
+from rag import evidence, factory, prompts
+from rag.answering import Answerer
 from rag.chunking import chunk_document, content_hash
-from rag.citations import MARKER, clean_markers, parse_citations
 from rag.config import Settings
-from rag.errors import ConfigError, EmptyIndex, GenerationError, UnsupportedDocument
+from rag.errors import ConfigError, EmptyIndex, UnsupportedDocument
 from rag.language import detect_language
 from rag.loaders import TEXT_SUFFIXES, display_names, find_files, is_section, iter_file
-from rag.markup import strip_markup
 from rag.protocols import DocumentStore, Embedder, Generator, Reranker
-from rag.retrieval import Retriever
-from rag.support import SupportChecker, answers_the_question, rules_for
-from rag.types import Answer, Chunk, Citation, Document, Hit, IngestReport, Sentence, Skipped
+from rag.retrieval import Retriever, merge_neighbours
+from rag.support import SupportChecker, rules_for
+from rag.types import Answer, Chunk, Document, Hit, IngestReport, Skipped
 
 if TYPE_CHECKING:
     from vectorstore.keyword import KeywordIndex
@@ -48,14 +45,6 @@ Progress = Callable[[int, int, str], None]
 # chunks_embedded only once the last chunk is embedded
 EmbedProgress = Callable[[int, int], None]
 
-_REFUSAL = re.compile(
-    r"(cannot|can't|could not|couldn't|unable to)\s+(find|answer|determine)|"
-    r"(do|does) not (contain|mention|provide|say|specify)|no information|(don't|do not) know|"
-    r"(is|are) not (mentioned|stated|specified|provided|given)|"
-    r"ne (contient|mentionne|précise|dit) pas|pas (d'|de )information|je ne sais pas|"
-    r"n'est pas (mentionné|indiqué|précisé)",
-    re.IGNORECASE,
-)
 _TRANSLATE_TOKENS = 60  # a translated question
 _TRANSLATE_SHARE = 0.05  # a language is translated into when it holds this share of the chunks
 _TRANSLATE_MAX = 2  # languages translated into, the largest first
@@ -63,6 +52,7 @@ _REWRITE_TOKENS = 80  # a standalone question is short; a longer reply is an ans
 _EMBED_BATCH = 256  # chunks embedded (and written) together across documents
 _EMBED_STEP = 32  # chunks embedded per call, so that progress follows the embedding
 _HASH_BATCH = 256  # documents whose stored versions are looked up together
+_COLLECTION_CHUNKS = 16  # a collection read whole has at most this many chunks
 
 
 @dataclass
@@ -97,6 +87,7 @@ class Chatbot:
         self._writer: StoreLock | None = None
         self._checker: SupportChecker | None = None
         self._embedding: EmbedProgress | None = None  # the running ingest's (one writer)
+        self._collection: tuple[Any, list[Hit] | None] | None = None  # (documents, passages)
         self._lock = threading.Lock()
 
     # -- components, built on first use ---------------------------------------------------------
@@ -455,142 +446,55 @@ class Chatbot:
     ) -> Iterator[str | Answer]:
         """Yield the answer's text as it is generated, then the final Answer.
 
-        The final Answer's text is authoritative: its citations are checked against the
-        passages (rag/support.py), and a refusal is replaced by a sentence in the question's
-        language. The model is not asked when no passage is relevant enough
-        (`settings.min_relevance`). `hits` skips retrieval and answers from the given passages
-        (evaluation retrieves once for both); `rewritten` is searched for instead of
-        `question` (a follow-up made standalone)."""
+        The final Answer's text is authoritative: it is checked against the passages, and a
+        refusal is replaced by a sentence in the question's language; `Answer.signals` says
+        why (rag/answering.py, rag/refusal.py). `hits` skips retrieval and answers from the
+        given passages (evaluation retrieves once for both); `rewritten` is searched for
+        instead of `question` (a follow-up made standalone)."""
         t0 = time.perf_counter()
         query = rewritten or question
         hits = list(hits) if hits is not None else self.search(query)
         timings = dict(extra_timings or {})
         timings["retrieval"] = time.perf_counter() - t0
-        language = detect_language(question)
-        answer = functools.partial(
-            Answer, question=question, rewritten=rewritten, language=language
-        )
-        if not self._relevant(hits):
-            text = prompts.refusal(language)
-            yield text
-            timings["total"] = time.perf_counter() - t0
-            timings["first_token"] = timings["total"]
-            yield answer(text=text, citations=(), hits=tuple(hits), refused=True, timings=timings)
-            return
-        generator = self.generator
-        budget = self.settings.context_window - self.settings.max_tokens
-        packed, prompt_size = prompts.pack(query, hits, language, generator.count_tokens, budget)
-        if not packed:
-            raise GenerationError(
-                f"No passage fits the model's context ({self.settings.context_window} tokens, "
-                f"{self.settings.max_tokens} kept for the answer). Raise context_window or "
-                "lower max_tokens."
-            )
-        messages = prompts.build_messages(query, packed, language)
-        raw, first_token = "", None
-        held: str | None = ""  # text held back while it could still be the NOT_FOUND sentinel
-        for piece in generator.stream(
-            messages, max_tokens=self.settings.max_tokens, temperature=self.settings.temperature
-        ):
-            if first_token is None:
-                first_token = time.perf_counter() - t0
-            raw += piece
-            if held is not None:
-                held += piece
-                if prompts.NOT_FOUND.startswith(held.strip()):
-                    continue
-                piece, held = held, None
-            yield piece
-        timings["generation"] = time.perf_counter() - t0
-        timings["first_token"] = first_token or timings["generation"]
-        usage = dict(getattr(generator, "last_usage", {}) or {})
-        usage.update(prompt_budget=budget, prompt_estimate=prompt_size, passages=len(packed))
-        refused = _is_refusal(raw, len(packed))
-        doubt = self._doubt(generator)
-        if doubt is not None:
-            usage["not_found_probability"] = doubt
-            refused = refused or doubt >= self._doubt_threshold(generator)
-        sentences: tuple[Sentence, ...] = ()
-        citations: tuple[Citation, ...] = ()
-        signals: list[str] = []
-        if not refused:
-            t_check = time.perf_counter()
-            # markup a document made the model write (an image that would fetch a web
-            # address, a link) is no part of an answer (rag/markup.py)
-            stripped = strip_markup(clean_markers(raw, len(packed)), [h.chunk.text for h in packed])
-            cleaned = stripped.text
-            if stripped.removed:
-                signals.append("markup_removed")
-                usage["markup_removed"] = len(stripped.removed)
-            if self.settings.check_citations:
-                checked = self.checker.check(
-                    cleaned, packed, question=query, drop=prompts.leaks_instructions
-                )
-                text, sentences, citations = checked.text, checked.sentences, checked.citations
-                supported = " ".join(s.text for s in sentences if s.supported)
-                # refused when no passage supports it as a whole, or when what is supported
-                # is no answer to the question ("how many?" answered without a number)
-                refused = not supported or not answers_the_question(query, supported)
-                if not refused and self.settings.verify_answers:
-                    t_verify = time.perf_counter()
-                    verified = self._verify(query, supported, citations, packed)
-                    timings["verify"] = time.perf_counter() - t_verify
-                    usage["verified"] = verified
-                    refused = verified is not None and verified < self.settings.verify_threshold
-            else:
-                text, citations = cleaned, tuple(parse_citations(cleaned, packed))
-            timings["check"] = time.perf_counter() - t_check - timings.get("verify", 0.0)
-        if refused:
-            text, citations = prompts.refusal(language), ()
-            if held is not None:
-                yield text
-        elif held:
-            yield held
-        timings["total"] = time.perf_counter() - t0
-        yield answer(
-            text=text,
-            citations=citations,
-            hits=tuple(packed),
-            refused=refused,
+        yield from self.answerer.stream(
+            question,
+            query,
+            hits,
+            language=detect_language(question),
             timings=timings,
-            usage=usage,
-            sentences=sentences,
-            raw=raw,
-            signals=tuple(signals),
+            t0=t0,
+            rewritten=rewritten,
         )
 
-    def _doubt(self, generator: Generator) -> float | None:
-        """The model's probability of having begun its reply with NOT_FOUND, when it records
-        its first token's distribution (LlamaCppGenerator)."""
-        probability = getattr(generator, "first_token_probability", None)
-        return probability(prompts.NOT_FOUND) if callable(probability) else None
-
-    def _doubt_threshold(self, generator: Generator) -> float:
-        threshold = self.settings.max_doubt
-        if threshold < 0:  # calibrated per model: the generator's name is its Settings.llm
-            threshold = prompts.doubt_threshold(generator.name)
-        return threshold if threshold > 0 else float("inf")
-
-    def _verify(
-        self, question: str, answer: str, citations: Sequence[Citation], passages: Sequence[Hit]
-    ) -> float | None:
-        """The model's probability, asked separately, that the cited passages state the answer
-        (rag/verify.py)."""
-        cited = sorted({c.n for c in citations})
-        return verify.support_probability(
-            self.generator, question, answer, [passages[n - 1] for n in cited]
+    @property
+    def answerer(self) -> Answerer:
+        return Answerer(
+            self.settings, self.generator, self.embedder, self.checker, self.collection_hits
         )
 
-    def _relevant(self, hits: Sequence[Hit]) -> bool:
-        """Whether retrieval found anything worth asking the model about: some hit, and the
-        best dense similarity at least `settings.min_relevance` (when dense search ran)."""
-        if not hits:
-            return False
-        threshold = self.settings.min_relevance
-        if threshold < 0:
-            threshold = rules_for(self.embedder.name).relevance
-        similarities = [h.similarity for h in hits if h.similarity is not None]
-        return not similarities or max(similarities) >= threshold
+    def collection_hits(self) -> list[Hit] | None:
+        """The whole collection as passages in document order, neighbours joined, when it is
+        small enough to be read whole (`settings.collection_tokens`); else None. Read again
+        only when the store's documents change."""
+        limit = self.settings.collection_tokens
+        store = self.store
+        if limit <= 0 or not 0 < store.count() <= _COLLECTION_CHUNKS:
+            return None
+        docs = store.documents()
+        key = tuple(sorted(store.doc_hashes([str(d["doc_id"]) for d in docs]).items()))
+        if self._collection is not None and self._collection[0] == key:
+            return self._collection[1]
+        chunks = [c for d in docs for c in store.get_chunks(str(d["doc_id"]))]
+        hits = [
+            Hit(c, 0.0, n)
+            for n, c in enumerate(sorted(chunks, key=lambda c: (c.doc_id, c.start, c.id)), 1)
+        ]
+        if self.settings.merge_chars:
+            hits = merge_neighbours(hits, self.settings.merge_chars)
+        count = self.generator.count_tokens
+        whole = sum(count(b.text()) for b in evidence.whole(hits).blocks) <= limit
+        self._collection = (key, hits if whole else None)
+        return self._collection[1]
 
 
 def _named(doc: Document, name: str) -> Document:
@@ -610,13 +514,3 @@ def _last(pieces: Iterable[str | Answer]) -> Answer:
             answer = piece
     assert answer is not None  # stream() always ends with the Answer
     return answer
-
-
-def _is_refusal(raw: str, n_hits: int) -> bool:
-    text = raw.strip()
-    if not text or text.startswith(prompts.NOT_FOUND):
-        return True
-    has_citation = any(
-        1 <= int(n) <= n_hits for m in MARKER.finditer(text) for n in re.findall(r"\d+", m.group(1))
-    )
-    return not has_citation and bool(_REFUSAL.search(text))

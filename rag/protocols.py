@@ -116,6 +116,28 @@ class Generator(Protocol):
         max_tokens: int,
         stop: Sequence[str] = (),
         temperature: float = 0.0,
+        prefill: str = "",
+        resume: bool = False,
     ) -> Iterator[str]: ...
 
     def count_tokens(self, text: str) -> int: ...
+
+
+@runtime_checkable
+class BlockGenerator(Protocol):
+    """A generator that reads a prompt as blocks and keeps their KV states across calls, and
+    can hold its reply to a GBNF grammar (LlamaCppGenerator, models/kvcache.py)."""
+
+    def stream_blocks(
+        self,
+        system: str,
+        blocks: Sequence[str],
+        tail: str,
+        *,
+        max_tokens: int,
+        grammar: str | None = None,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+        prefill: str = "",
+        resume: bool = False,
+    ) -> Iterator[str]: ...

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rag.refusal import explain
+
 LABELS = {
     "hit@1": "gold passage ranked 1st",
     "hit@3": "gold passage in top 3",
@@ -116,6 +118,9 @@ def _failure(row: dict[str, Any]) -> str:
         )
     answer = row.get("answer")
     answer_html = f"<p><b>Answer:</b> {esc(answer)}</p>" if answer is not None else ""
+    why = explain(row.get("signals") or [])
+    if why:
+        answer_html += f"<p><b>Why:</b> {esc(' '.join(why))}</p>"
     return (
         f"<div class=failure><h3>{esc(row['id'])} — {esc(row['outcome'])}</h3>"
         f"<p><b>Question:</b> {esc(row['question'])}</p><p><b>Gold:</b> {gold} "

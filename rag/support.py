@@ -32,12 +32,14 @@ on the recorded answers (two stricter rules measured with it and dropped are in 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -65,22 +67,17 @@ class Rules:
     # retrieved passage holds, that a supporting passage must hold (0: not checked). An answer
     # about the château de Kilkenny drawn from a passage about a basilica is no answer.
     subject: float = 0.01  # 0.01: at least one of them (bench/calibrate_support.py strict)
-    # best question-passage cosine under which nothing is relevant: 0.74 for e5, below every
-    # one of the 1,206 answerable *_mini questions (lowest 0.749, en->es); on-topic questions
-    # the documents do not answer score like answerable ones, and are left to the checks
-    relevance: float = 0.0
 
 
-# Rules per embedder family: cosines are on different scales (e5's sit between 0.7 and 1)
-_RULES = {"e5": Rules(relevance=0.74)}
-GENERIC_RULES = Rules(similar=0.65, related=0.45)  # other embedders: not calibrated (no
-# relevance threshold)
+# Rules per embedder, by its exact name (Settings.embedder): cosines are on different scales
+# (e5's sit between 0.7 and 1)
+_RULES = {"multilingual-e5-small": Rules()}
+GENERIC_RULES = Rules(similar=0.65, related=0.45)  # other embedders: not calibrated
 
 
 def rules_for(embedder: str) -> Rules:
     """The checking thresholds for an embedder named as in Settings.embedder."""
-    name = embedder.lower()
-    return next((r for key, r in _RULES.items() if key in name), GENERIC_RULES)
+    return _RULES.get(embedder, GENERIC_RULES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +139,11 @@ _MONTHS = set(
     enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre
     januar februar marz april mai juni juli august september oktober november dezember""".split()
 )
+# words that tell a time by an event: "when X happened", "after the war"
+_WHEN_WORDS = set(
+    """when after before during since until quand lorsque apres avant pendant depuis jusqu
+    cuando despues antes durante desde hasta als wenn nachdem bevor wahrend seit bis""".split()
+)
 # questions whose answer is a quantity, and those whose answer is a time
 _ASKS_NUMBER = re.compile(
     r"\b(how (many|much|old|long|far|tall|high|large)|what (percentage|proportion|number)|"
@@ -171,8 +173,9 @@ def answers_the_question(question: str, answer: str) -> bool:
     if _ASKS_NUMBER.search(question):
         return bool(numbers(answer) - given)
     if _ASKS_TIME.search(question):
-        months = set(_WORD.findall(fold(answer))) - set(_WORD.findall(fold(question)))
-        return bool(numbers(answer) - given) or bool(months & _MONTHS)
+        words = set(_WORD.findall(fold(answer))) - set(_WORD.findall(fold(question)))
+        # a date, a month, or a time told by an event ("quand la France redevient royaliste")
+        return bool(numbers(answer) - given) or bool(words & (_MONTHS | _WHEN_WORDS))
     return True
 
 
@@ -251,7 +254,7 @@ class SupportChecker:
         self.rules = rules or Rules()
         self._cache: OrderedDict[str, tuple[list[tuple[int, int]], np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
-        self._stopwords = _stopwords()
+        self._stopwords = stopwords()
 
     def check(
         self,
@@ -282,6 +285,34 @@ class SupportChecker:
         citations = self._citations(decided, hits, scores)
         return Checked(_join(claims, decided), sentences, tuple(citations))
 
+    def quote_support(
+        self, question: str, answer: str, lines: Sequence[tuple[Hit, Any]]
+    ) -> list[LineSupport]:
+        """How each evidence sentence (`(hit, line)`, a line's `start` and `end` in its
+        passage) relates to an answer: its cosine to the answer (embedded after its question),
+        its numbers and words."""
+        claim = self.embedder.embed_query(f"{question} {answer}".strip())
+        found = []
+        for hit, line in lines:
+            spans, vectors = self.sentence_vectors(hit)
+            try:
+                vector = vectors[spans.index((line.start, line.end))]
+            except ValueError:  # not a sentence as split here: embed it as it is
+                text = hit.chunk.text[line.start : line.end]
+                vector = np.asarray(self.embedder.embed_documents([text]))[0]
+            read = hit.chunk.text[line.start : line.end]  # not the title: the claim rests on
+            # the sentence (a title's "Washington" is no answer to "where was the summit?")
+            found.append(
+                LineSupport(float(vector @ claim), numbers(read), set(_WORD.findall(fold(read))))
+            )
+        return found
+
+    def claim_parts(self, question: str, answer: str) -> tuple[set[str], set[str]]:
+        """The numbers and names an answer adds to its question: what its quotes must hold."""
+        wanted = {x for x in numbers(answer) - numbers(question) if x}
+        asked = names(question, self._stopwords)
+        return wanted, names(answer, self._stopwords) - asked
+
     def _citations(
         self, decided: Sequence[tuple[int, ...]], hits: Sequence[Hit], scores: Scores
     ) -> list[Citation]:
@@ -307,7 +338,7 @@ class SupportChecker:
         )
         spans, sims = [], []
         for hit in hits:
-            passage_spans, vectors = self._sentences(hit)
+            passage_spans, vectors = self.sentence_vectors(hit)
             spans.append(passage_spans)
             sims.append(claim_vectors @ vectors.T)  # claims x sentences
         sim = np.array([[s[c].max() for s in sims] for c in range(len(claims))])
@@ -339,7 +370,7 @@ class SupportChecker:
         subject = known.mean(axis=1) if known.size else np.ones(len(hits))
         return Scores(sim, name_share, has_names, has_numbers, numbers_ok, spans, sims, subject)
 
-    def _sentences(self, hit: Hit) -> tuple[list[tuple[int, int]], np.ndarray]:
+    def sentence_vectors(self, hit: Hit) -> tuple[list[tuple[int, int]], np.ndarray]:
         """A passage's sentence spans and their vectors, cached by chunk id."""
         key = hit.chunk.id + ":" + str(len(hit.chunk.text))
         with self._lock:
@@ -354,6 +385,76 @@ class SupportChecker:
             while len(self._cache) > _CACHE_CHUNKS:
                 self._cache.popitem(last=False)
         return spans, vectors
+
+
+@dataclass(frozen=True, slots=True)
+class LineSupport:
+    """What one evidence sentence offers an answer (SupportChecker.quote_support)."""
+
+    similarity: float  # cosine between the answer and the sentence
+    numbers: set[str]
+    words: set[str]  # folded
+
+
+def quotes_support(
+    lines: Sequence[LineSupport],
+    wanted_numbers: set[str],
+    wanted_names: set[str],
+    similar: float,
+    share: float = 0.5,
+) -> bool:
+    """Whether sentences support an answer together: they hold its numbers, at least `share`
+    of its names when it has names, and, when it has neither, one of them is at least
+    `similar` to it (0: not checked)."""
+    if not lines:
+        return False
+    held_numbers = set().union(*(ln.numbers for ln in lines))
+    words = set().union(*(ln.words for ln in lines))
+    if not wanted_numbers <= held_numbers:
+        return False
+    if wanted_names:
+        return sum(_holds(words, n) for n in wanted_names) / len(wanted_names) >= share
+    return bool(wanted_numbers) or max(ln.similarity for ln in lines) >= similar
+
+
+def best_quotes(
+    lines: Sequence[LineSupport],
+    wanted_numbers: set[str],
+    wanted_names: set[str],
+    similar: float,
+    most: int = 3,
+) -> list[int] | None:
+    """The fewest sentences (at most `most`, by index into `lines`) that support an answer
+    together, taken greedily: each adds most of what is still missing (numbers, then names),
+    the more similar first; None when no such set is found."""
+    order = sorted(range(len(lines)), key=lambda i: -lines[i].similarity)
+    chosen: list[int] = []
+    for _ in range(most):
+        picked = [lines[i] for i in chosen]
+        if chosen and quotes_support(picked, wanted_numbers, wanted_names, similar):
+            return chosen
+        missing_numbers = wanted_numbers - set().union(set(), *(ln.numbers for ln in picked))
+        held_words = set().union(set(), *(ln.words for ln in picked))
+        missing_names = {n for n in wanted_names if not _holds(held_words, n)}
+
+        def gain(i: int, numbers: set[str] = missing_numbers, names: set[str] = missing_names
+                 ) -> tuple[int, int, float]:  # fmt: skip
+            ln = lines[i]
+            return (
+                len(numbers & ln.numbers),
+                sum(_holds(ln.words, n) for n in names),
+                ln.similarity,
+            )
+
+        rest = [i for i in order if i not in chosen]
+        if not rest:
+            break
+        best = max(rest, key=gain)
+        if chosen and gain(best)[:2] == (0, 0):
+            break
+        chosen.append(best)
+    picked = [lines[i] for i in chosen]
+    return chosen if quotes_support(picked, wanted_numbers, wanted_names, similar) else None
 
 
 @dataclass
@@ -413,7 +514,8 @@ def _join(claims: Sequence[_Claim], decided: Sequence[Sequence[int]]) -> str:
     return "".join(c.sep + with_markers(c.text, cited) for c, cited in zip(claims, decided))
 
 
-def _stopwords() -> frozenset[str]:
+@functools.cache
+def stopwords() -> frozenset[str]:
     """Function words of the languages bm25s knows, folded: "The", "Il", "Der" are no names."""
     import bm25s.stopwords as sw
 

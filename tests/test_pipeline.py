@@ -93,6 +93,8 @@ def test_jsonl_records_stored_before_ids_were_scoped_give_way(bot: Chatbot, tmp_
 def test_answer_citations_point_at_retrieved_passages(
     scripted_bot: Chatbot, scripted: ScriptedGenerator
 ) -> None:
+    """The free-text form (Settings.answer_form "free"): [n] markers checked after."""
+    scripted_bot.settings = scripted_bot.settings.replace(answer_form="free")
     hits = scripted_bot.search(QUESTION)
     gold = next(i for i, h in enumerate(hits, 1) if "Avril Haines" in h.chunk.text)
     scripted.enqueue(f"Avril Haines, William Burns and Christopher Wray [{gold}][9].")
@@ -109,6 +111,48 @@ def test_answer_citations_point_at_retrieved_passages(
     for n, hit in enumerate(answer.hits, 1):
         assert f'<passage id="{n}"' in user and hit.chunk.text in user
     assert "English" in scripted.prompts[-1][0]["content"]
+
+
+def test_a_quoted_answer_cites_exactly_the_sentences_it_names(
+    scripted_bot: Chatbot, scripted: ScriptedGenerator
+) -> None:
+    """The quoted form: the model names evidence sentences, then answers; each citation is
+    the named sentence, verbatim, and the prompt shows sentence ids under passage numbers."""
+    hits = scripted_bot.search(QUESTION)
+    answerer = scripted_bot.answerer
+    evidence = answerer.evidence(QUESTION, hits)
+    line = next(
+        ln.id for b in evidence.blocks for ln in b.lines
+        if "Avril Haines" in b.hit.chunk.text[ln.start : ln.end]
+    )  # fmt: skip
+    scripted.enqueue(f"Evidence: {line}\nAnswer: Avril Haines, William Burns and Christopher Wray")
+    answer = scripted_bot.ask(QUESTION)
+    n = int(line.split(".")[0])
+    assert answer.text == f"Avril Haines, William Burns and Christopher Wray [{n}]"
+    assert not answer.refused and answer.signals == ()
+    assert [c.n for c in answer.citations] == [n]
+    quote = answer.citations[0]
+    assert quote.chunk.text[quote.start : quote.end] == quote.quote
+    assert "Avril Haines" in quote.quote and f"({line}) " in scripted.prompts[-1][1]["content"]
+    assert answer.hits[n - 1].chunk.id == quote.chunk.id
+
+
+def test_a_quote_that_does_not_state_the_answer_is_moved_or_refused(
+    scripted_bot: Chatbot, scripted: ScriptedGenerator
+) -> None:
+    hits = scripted_bot.search(QUESTION)
+    evidence = scripted_bot.answerer.evidence(QUESTION, hits)
+    other = next(
+        ln.id for b in evidence.blocks for ln in b.lines
+        if "Haines" not in b.hit.chunk.text[ln.start : ln.end]
+    )  # fmt: skip
+    scripted.enqueue(f"Evidence: {other}\nAnswer: Avril Haines and William Burns")
+    moved = scripted_bot.ask(QUESTION)  # the sentence that says so is shown: cited instead
+    assert "quote_moved" in moved.signals and not moved.refused
+    assert all("Haines" in c.quote for c in moved.citations)
+    scripted.enqueue(f"Evidence: {other}\nAnswer: Mohammed Salah and Karim Benzema")
+    invented = scripted_bot.ask(QUESTION)  # no sentence shown holds these names
+    assert invented.refused and "unsupported" in invented.signals
 
 
 def test_refusal_sentinel_is_never_streamed(

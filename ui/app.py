@@ -40,6 +40,7 @@ from rag.errors import ConfigError, RagChatError, UnsupportedDocument
 from rag.loaders import SUPPORTED_SUFFIXES, display_path
 from rag.markup import strip_markup
 from rag.pipeline import Chatbot
+from rag.refusal import explain
 from rag.support import with_markers
 from rag.types import Answer, Chunk, Citation
 from ui.guard import Guard, is_loopback_host
@@ -113,6 +114,9 @@ def answer_markdown(answer: Answer) -> str:
         body = " ".join(parts)
     else:
         body = escape_answer(answer.text)
+    reasons = explain(answer.signals)
+    if reasons:
+        body += "\n\n" + " ".join(f"*{escape(r)}*" for r in reasons)
     if answer.rewritten and answer.rewritten != answer.question:
         body = f"*Searched for:* {escape(answer.rewritten)}\n\n{body}"
     return body

@@ -1,0 +1,549 @@
+"""Answering: from retrieved passages to a checked, cited Answer, in named stages.
+
+    relevant? -> evidence -> generate -> read the reply -> check it -> refusal policy -> Answer
+
+Two answer forms (`Settings.answer_form`). "quote" (the default): the model reads evidence
+sentences with ids (rag/evidence.py) and must first name the ids that state the answer, then
+answer; with llama.cpp a grammar lets it name only ids it was shown, or NOT_FOUND
+(rag/prompts.py). Every citation is then a sentence known to be verbatim in its passage, and the
+answer is checked against those sentences alone. "free": the model writes text with `[n]`
+markers over whole passages, checked after against every passage (rag/support.py).
+Why an answer is refused is recorded as named signals (rag/refusal.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from rag import evidence as ev
+from rag import prompts, refusal, verify
+from rag.chunking import split_sentences
+from rag.citations import clean_markers, parse_citations
+from rag.config import Settings
+from rag.errors import GenerationError
+from rag.markup import strip_markup
+from rag.protocols import BlockGenerator, Embedder, Generator
+from rag.support import (
+    SupportChecker,
+    answers_the_question,
+    best_quotes,
+    quotes_support,
+    with_markers,
+)
+from rag.types import Answer, Citation, Hit, Sentence
+
+
+@dataclasses.dataclass
+class _Reply:
+    """What one generation gave: the reply's text and when its first piece came."""
+
+    raw: str = ""
+    first_token: float | None = None
+    usage: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Answerer:
+    """Answers one question from given passages; built by Chatbot with its components."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        generator: Generator,
+        embedder: Embedder,
+        checker: SupportChecker,
+        collection: Callable[[], list[Hit] | None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.generator = generator
+        self.embedder = embedder
+        self.checker = checker
+        self.collection = collection  # the whole collection when it is small, else None
+        # thresholds of the components in use, by their exact names (an injected embedder
+        # or generator is not the one Settings names)
+        self.model = refusal.model_calibration(getattr(generator, "name", settings.llm))
+        self.doubt: float | None = None  # P(" none") as the quoted reply's first token
+        self.usage: dict[str, Any] = {}  # of the quoted reply's first call (its prompt)
+        self.verify_s = 0.0  # the last verification's time
+        self._vectors: dict[str, Any] = {}  # the question's embedding, computed once
+        self.embedding = refusal.embedder_calibration(getattr(embedder, "name", settings.embedder))
+
+    # -- the stages -----------------------------------------------------------------------------
+
+    def relevant(self, hits: Sequence[Hit]) -> bool:
+        """Whether retrieval found anything worth asking the model about: some hit, and the
+        best dense similarity at least the relevance threshold (when dense search ran)."""
+        if not hits:
+            return False
+        threshold = self.settings.min_relevance
+        if threshold < 0:
+            threshold = self.embedding.relevance
+        similarities = [h.similarity for h in hits if h.similarity is not None]
+        return not similarities or max(similarities) >= threshold
+
+    def evidence(self, query: str, hits: Sequence[Hit]) -> ev.Evidence:
+        """What the model reads (Settings.evidence): a small collection whole, in document
+        order; else the retrieved passages whole, or their sentences that bear on `query`."""
+        form = self.settings.evidence
+        if form == "auto":
+            collection = self.collection()
+            if collection:
+                return ev.whole(collection)
+        if form == "passages":
+            return self._fit(ev.whole(hits))
+        vector = self._query_vector(query)
+        return ev.select(
+            vector,
+            ev.question_words(query),
+            hits,
+            self.checker.sentence_vectors,
+            self.generator.count_tokens,
+            self.settings.evidence_tokens,
+        )
+
+    def _query_vector(self, query: str) -> Any:
+        if query not in self._vectors:
+            self._vectors[query] = self.embedder.embed_query(query)
+        return self._vectors[query]
+
+    def _fit(self, evidence: ev.Evidence) -> ev.Evidence:
+        """Whole passages, the last ones left out while they overflow the context."""
+        room = self.settings.context_window - prompts.QUOTE_TOKENS - 400  # system, question
+        blocks = list(evidence.blocks)
+        while len(blocks) > 1 and sum(self.generator.count_tokens(b.text()) for b in blocks) > room:
+            blocks.pop()
+        return ev.Evidence(tuple(blocks))
+
+    def stream(
+        self,
+        question: str,
+        query: str,
+        hits: Sequence[Hit],
+        *,
+        language: str,
+        timings: dict[str, float],
+        t0: float,
+        rewritten: str | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yield the answer's text as it is generated, then the final Answer."""
+        make = _answer_maker(question, rewritten, language, timings, t0)
+        if not self.relevant(hits):
+            text = prompts.refusal(language)
+            yield text
+            timings["first_token"] = time.perf_counter() - t0
+            yield make(text, (), hits, True, signals=("no_passage",))
+            return
+        if self.settings.answer_form == "free":
+            yield from self._stream_free(question, query, hits, language, timings, t0, make)
+        else:
+            yield from self._stream_quoted(question, query, hits, language, timings, t0, make)
+
+    # -- quoted answers -------------------------------------------------------------------------
+
+    def _stream_quoted(
+        self,
+        question: str,
+        query: str,
+        hits: Sequence[Hit],
+        language: str,
+        timings: dict[str, float],
+        t0: float,
+        make: Callable[..., Answer],
+    ) -> Iterator[str | Answer]:
+        evidence = self.evidence(query, hits)
+        timings["evidence"] = time.perf_counter() - t0 - timings["retrieval"]
+        reply = _Reply()
+        shown = 0
+        parts = {"ids": "", "quote": "", "answer": "", "plain": ""}  # plain: a whole reply
+        for kind, piece in self._generate_quoted(query, evidence, language):
+            if reply.first_token is None:
+                reply.first_token = time.perf_counter() - t0
+            reply.raw += piece
+            parts[kind] += piece
+            visible = _plain_so_far(reply.raw) if kind == "plain" else parts["answer"]
+            if visible is not None and len(visible.lstrip()) > shown:
+                yield visible.lstrip()[shown:]
+                shown = len(visible.lstrip())
+        timings["generation"] = time.perf_counter() - t0
+        timings["first_token"] = reply.first_token or timings["generation"]
+        usage = self.usage or dict(getattr(self.generator, "last_usage", {}) or {})
+        usage.update(
+            evidence_tokens=sum(self.generator.count_tokens(b.text()) for b in evidence.blocks)
+        )
+        usage["evidence_sentences"] = len(evidence.ids)
+        usage["evidence_whole"] = int(all(b.whole for b in evidence.blocks))
+        t_check, self.verify_s = time.perf_counter(), 0.0
+        if parts["plain"] and not _quoted_form(reply.raw):
+            # a generator that cannot be held to the form, whose reply ignored it: read as
+            # free text with [n] markers, checked against the passages
+            text, citations, sentences, signals = self._read_free(
+                query, reply.raw, evidence.hits, usage
+            )
+        else:
+            read = reply.raw if parts["plain"] else f"{parts['ids']}\nAnswer:{parts['answer']}"
+            text, citations, sentences, signals = self._read_quoted(query, read, evidence, usage)
+        if self.verify_s:
+            timings["verify"] = self.verify_s
+        timings["check"] = time.perf_counter() - t_check - self.verify_s
+        refused = refusal.refuses(signals)
+        if refused:
+            text, citations, sentences = prompts.refusal(language), (), ()
+            yield ("" if not shown else "\n\n") + text
+        elif not shown:
+            yield text
+        yield make(
+            text,
+            citations,
+            evidence.hits,
+            refused,
+            usage=usage,
+            sentences=sentences,
+            raw=reply.raw,
+            signals=tuple(signals),
+        )
+
+    def _generate_quoted(
+        self, query: str, evidence: ev.Evidence, language: str
+    ) -> Iterator[tuple[str, str]]:
+        """The reply, streamed as (part, text): the ids, held to the shown ones by a grammar;
+        unless they are " none", the quoted sentences, written out by the engine; then the
+        answer, which the model writes right after its quotes. A generator without blocks
+        and grammars gets the plain prompt and writes the whole reply ("plain")."""
+        system = prompts.quote_system()
+        blocks = [b.text() for b in evidence.blocks]
+        hint = ev.closest(
+            evidence,
+            self._query_vector(query),
+            ev.question_words(query),
+            self.checker.sentence_vectors,
+        )
+        tail = prompts.quote_tail(query, language, hint if self.settings.evidence_hint else ())
+        generator = self.generator
+        if not isinstance(generator, BlockGenerator):
+            messages = [
+                {"role": "system", "content": system},
+                {"role": "user", "content": "".join(blocks) + tail},
+            ]
+            for piece in generator.stream(
+                messages,
+                max_tokens=prompts.QUOTE_TOKENS,
+                stop=["\n\n"],
+                temperature=self.settings.temperature,
+            ):
+                yield "plain", piece
+            return
+        ids = ""
+        for piece in generator.stream_blocks(
+            system,
+            blocks,
+            tail,
+            max_tokens=24,
+            grammar=prompts.quote_grammar(evidence.ids),
+            temperature=self.settings.temperature,
+            prefill=prompts.QUOTE_PREFILL,
+        ):
+            ids += piece
+            yield "ids", piece
+        self.doubt = self._first_token_probability(prompts.QUOTE_NONE)
+        self.usage = dict(getattr(generator, "last_usage", {}) or {})
+        named = prompts.parse_quoted(ids + f"\n{prompts.QUOTE_ANSWER} -").ids
+        if not named:
+            return
+        shown = [found for i in named if (found := evidence.line(i)) is not None]
+        quote = prompts.quote_lines(
+            [(ln.id, b.hit.chunk.text[ln.start : ln.end]) for b, ln in shown]
+        )
+        yield "quote", quote
+        for piece in generator.stream_blocks(
+            system,
+            blocks,
+            tail,
+            max_tokens=prompts.QUOTE_TOKENS,
+            stop=["\n"],
+            temperature=self.settings.temperature,
+            prefill=prompts.QUOTE_PREFILL + ids.rstrip("\n") + "\n" + quote + prompts.QUOTE_ANSWER,
+            resume=True,
+        ):
+            yield "answer", piece
+        answered = dict(getattr(generator, "last_usage", {}) or {})
+        self.usage["completion_tokens"] = self.usage.get("completion_tokens", 0) + answered.get(
+            "completion_tokens", 0
+        )
+
+    def _read_quoted(
+        self, query: str, raw: str, evidence: ev.Evidence, usage: dict[str, Any]
+    ) -> tuple[str, tuple[Citation, ...], tuple[Sentence, ...], list[str]]:
+        """The reply read and checked: the answer text with its markers, one citation per run
+        of quoted sentences, its sentences, and the signals that fired."""
+        signals: list[str] = []
+        doubt = self.doubt
+        if doubt is not None:
+            usage["not_found_probability"] = round(doubt, 4)
+            threshold = self.settings.max_doubt
+            threshold = self.model.doubt if threshold < 0 else threshold
+            if threshold > 0 and doubt >= threshold:
+                signals.append("doubt")
+        quoted = prompts.parse_quoted(raw)
+        if quoted.answer is None:
+            return "", (), (), [*signals, "not_found"]
+        named = [found for i in quoted.ids if (found := evidence.line(i)) is not None]
+        passages = [b.hit.chunk.text for b in evidence.blocks]
+        stripped = strip_markup(quoted.answer, passages)
+        answer = stripped.text.strip()
+        if stripped.removed:
+            signals.append("markup_removed")
+            usage["markup_removed"] = len(stripped.removed)
+        if not answer or prompts.leaks_instructions(answer):
+            return "", (), (), [*signals, "empty"]
+        lines, similarity, moved = self._check_quotes(query, answer, evidence, named)
+        usage["quote_support"] = round(similarity, 4)
+        if moved:
+            signals.append("quote_moved")
+        if not lines:
+            signals.append("unsupported" if named else "no_quote")
+        if not answers_the_question(query, answer):
+            signals.append("wrong_kind")
+        cited = tuple(dict.fromkeys(b.n for b, _ in sorted(lines, key=lambda x: x[0].n)))
+        if self.settings.verify_answers and not refusal.refuses(signals):
+            self._verify(query, answer, [evidence.blocks[n - 1].hit for n in cited], usage, signals)
+        parts = [answer[a:b] for a, b in split_sentences(answer)] or [answer]
+        text = " ".join(with_markers(p, cited) for p in parts)
+        sentences = tuple(Sentence(p, cited, bool(cited), round(similarity, 4)) for p in parts)
+        return text, _quote_citations(lines), sentences, signals
+
+    def _check_quotes(
+        self,
+        query: str,
+        answer: str,
+        evidence: ev.Evidence,
+        quoted: list[tuple[ev.Block, ev.Line]],
+    ) -> tuple[list[tuple[ev.Block, ev.Line]], float, bool]:
+        """The sentences the answer rests on, their best cosine to it, and whether they are
+        not the ones the model named. The named ones when they hold the answer's numbers and
+        names (rag/support.py: quotes_support); else the fewest shown sentences that do (a
+        small model often names the sentence next to the right one); else none."""
+        shown = [(b, line) for b in evidence.blocks for line in b.lines]
+        found = self.checker.quote_support(query, answer, [(b.hit, ln) for b, ln in shown])
+        wanted_numbers, wanted_names = self.checker.claim_parts(query, answer)
+        similar = self.embedding.quote
+        index = {ln.id: i for i, (_, ln) in enumerate(shown)}
+        named = [index[ln.id] for _, ln in quoted if ln.id in index]
+        if named and quotes_support(
+            [found[i] for i in named], wanted_numbers, wanted_names, similar
+        ):
+            return [shown[i] for i in named], max(found[i].similarity for i in named), False
+        better = best_quotes(found, wanted_numbers, wanted_names, similar)
+        if better is None:
+            return [], max((found[i].similarity for i in named), default=0.0), False
+        return [shown[i] for i in better], max(found[i].similarity for i in better), True
+
+    def _first_token_probability(self, text: str) -> float | None:
+        """The model's probability of having begun its last reply with `text`, when it
+        records its first token's distribution (LlamaCppGenerator)."""
+        probability = getattr(self.generator, "first_token_probability", None)
+        return probability(text) if callable(probability) else None
+
+    # -- free-text answers ----------------------------------------------------------------------
+
+    def _stream_free(
+        self,
+        question: str,
+        query: str,
+        hits: Sequence[Hit],
+        language: str,
+        timings: dict[str, float],
+        t0: float,
+        make: Callable[..., Answer],
+    ) -> Iterator[str | Answer]:
+        generator = self.generator
+        budget = self.settings.context_window - self.settings.max_tokens
+        packed, prompt_size = prompts.pack(query, hits, language, generator.count_tokens, budget)
+        if not packed:
+            raise GenerationError(
+                f"No passage fits the model's context ({self.settings.context_window} tokens, "
+                f"{self.settings.max_tokens} kept for the answer). Raise context_window or "
+                "lower max_tokens."
+            )
+        messages = prompts.build_messages(query, packed, language)
+        reply = _Reply()
+        held: str | None = ""  # text held back while it could still be the NOT_FOUND sentinel
+        for piece in generator.stream(
+            messages, max_tokens=self.settings.max_tokens, temperature=self.settings.temperature
+        ):
+            if reply.first_token is None:
+                reply.first_token = time.perf_counter() - t0
+            reply.raw += piece
+            if held is not None:
+                held += piece
+                if prompts.NOT_FOUND.startswith(held.strip()):
+                    continue
+                piece, held = held, None
+            yield piece
+        timings["generation"] = time.perf_counter() - t0
+        timings["first_token"] = reply.first_token or timings["generation"]
+        usage = dict(getattr(generator, "last_usage", {}) or {})
+        usage.update(prompt_budget=budget, prompt_estimate=prompt_size, passages=len(packed))
+        t_check, self.verify_s = time.perf_counter(), 0.0
+        text, citations, sentences, signals = self._read_free(query, reply.raw, packed, usage)
+        if self.verify_s:
+            timings["verify"] = self.verify_s
+        timings["check"] = time.perf_counter() - t_check - self.verify_s
+        refused = refusal.refuses(signals)
+        if refused:
+            text, citations, sentences = prompts.refusal(language), (), ()
+            if held is not None:
+                yield text
+        elif held:
+            yield held
+        yield make(
+            text,
+            citations,
+            packed,
+            refused,
+            usage=usage,
+            sentences=sentences,
+            raw=reply.raw,
+            signals=tuple(signals),
+        )
+
+    def _read_free(
+        self, query: str, raw: str, packed: Sequence[Hit], usage: dict[str, Any]
+    ) -> tuple[str, tuple[Citation, ...], tuple[Sentence, ...], list[str]]:
+        signals: list[str] = []
+        if refusal.free_text_refusal(raw, len(packed), prompts.NOT_FOUND):
+            signals.append("not_found")
+        doubt = self._first_token_probability(prompts.NOT_FOUND)
+        if doubt is not None:
+            usage["not_found_probability"] = doubt
+            threshold = self.settings.max_doubt
+            if threshold < 0:
+                threshold = self.model.free_doubt
+            if threshold > 0 and doubt >= threshold:
+                signals.append("doubt")
+        if refusal.refuses(signals):
+            return "", (), (), signals
+        # markup a document made the model write (an image that would fetch a web address, a
+        # link) is no part of an answer (rag/markup.py)
+        stripped = strip_markup(clean_markers(raw, len(packed)), [h.chunk.text for h in packed])
+        cleaned = stripped.text
+        if stripped.removed:
+            signals.append("markup_removed")
+            usage["markup_removed"] = len(stripped.removed)
+        if not self.settings.check_citations:
+            return cleaned, tuple(parse_citations(cleaned, packed)), (), signals
+        checked = self.checker.check(
+            cleaned, packed, question=query, drop=prompts.leaks_instructions
+        )
+        supported = " ".join(s.text for s in checked.sentences if s.supported)
+        if not supported:
+            signals.append("unsupported" if checked.sentences else "empty")
+        elif not answers_the_question(query, supported):
+            # "how many?" answered without a number
+            signals.append("wrong_kind")
+        elif self.settings.verify_answers:
+            cited = sorted({c.n for c in checked.citations})
+            self._verify(query, supported, [packed[n - 1] for n in cited], usage, signals)
+        return checked.text, checked.citations, checked.sentences, signals
+
+    def _verify(
+        self,
+        query: str,
+        answer: str,
+        cited: Sequence[Hit],
+        usage: dict[str, Any],
+        signals: list[str],
+    ) -> None:
+        """Settings.verify_answers: ask the model whether the cited passages state `answer`."""
+        t0 = time.perf_counter()
+        probability = verify.support_probability(self.generator, query, answer, cited)
+        self.verify_s = time.perf_counter() - t0
+        usage["verified"] = probability
+        if probability is not None and probability < self.settings.verify_threshold:
+            signals.append("not_verified")
+
+
+def _answer_maker(
+    question: str,
+    rewritten: str | None,
+    language: str,
+    timings: dict[str, float],
+    t0: float,
+) -> Callable[..., Answer]:
+    def make(
+        text: str,
+        citations: Sequence[Citation],
+        hits: Sequence[Hit],
+        refused: bool,
+        **extra: Any,
+    ) -> Answer:
+        timings["total"] = time.perf_counter() - t0
+        timings.setdefault("first_token", timings["total"])
+        return Answer(
+            question=question,
+            text=text,
+            citations=tuple(citations),
+            hits=tuple(hits),
+            refused=refused,
+            timings=timings,
+            rewritten=rewritten,
+            language=language,
+            **extra,
+        )
+
+    return make
+
+
+def _plain_so_far(raw: str) -> str | None:
+    """What can be shown of a plain reply being generated: its answer part in the quoted
+    form, the text itself otherwise; nothing while it could still be either (or NOT_FOUND)."""
+    if len(raw.strip()) < len(prompts.NOT_FOUND) or _quoted_form(raw):
+        return _answer_so_far(raw)
+    return raw.lstrip()
+
+
+def _quoted_form(raw: str) -> bool:
+    """Whether a plain reply is in the quoted form (or declines the way it asks)."""
+    head = raw.lstrip().lower()
+    return head.startswith(("evidence", "answer:", "none", prompts.NOT_FOUND.lower()))
+
+
+def _answer_so_far(raw: str) -> str | None:
+    """The answer part of a quoted reply being generated: what follows "Answer:" on its
+    line; None while the ids are still being written (or the reply is NOT_FOUND)."""
+    at = raw.find("Answer:")
+    if at < 0:
+        return None
+    return raw[at + len("Answer:") :].lstrip(" ").split("\n", 1)[0]
+
+
+def _quote_citations(lines: Sequence[tuple[ev.Block, ev.Line]]) -> tuple[Citation, ...]:
+    """One Citation per run of consecutive quoted sentences of a passage, in passage order:
+    `chunk.text[start:end]` is exactly what the model was shown and named."""
+    unique = {line.id: (block, line) for block, line in lines}
+    ordered = sorted(unique.values(), key=lambda x: (x[0].n, x[1].start))
+    citations: list[Citation] = []
+    previous: ev.Line | None = None
+    for block, line in ordered:
+        chunk = block.hit.chunk
+        last = citations[-1] if citations else None
+        if (
+            last is not None
+            and previous is not None
+            and last.n == block.n
+            and _follows(previous, line)
+        ):
+            start = last.start
+            citations[-1] = Citation(block.n, chunk, chunk.text[start : line.end], start, line.end)
+        else:
+            citations.append(
+                Citation(block.n, chunk, chunk.text[line.start : line.end], line.start, line.end)
+            )
+        previous = line
+    return tuple(citations)
+
+
+def _follows(a: ev.Line, b: ev.Line) -> bool:
+    """Whether sentence `b` comes right after sentence `a` in their passage."""
+    return int(b.id.split(".")[1]) == int(a.id.split(".")[1]) + 1

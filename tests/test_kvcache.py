@@ -1,0 +1,62 @@
+"""The KV states of evidence blocks, kept across questions (models/kvcache.py), with the real
+small model: reused where blocks recur, and answers byte-identical whatever came before."""
+
+from models.generators import LlamaCppGenerator
+from rag import prompts
+
+SYSTEM = "You answer questions from the numbered sentences."
+A = "[1] Lyon\n(1.1) Le musée des Tissus de Lyon ouvre ses portes à 10 heures.\n\n"
+B = "[2] Lyon\n(2.1) Il est fermé le lundi et le mardi.\n\n"
+C = "[2] Paris\n(2.1) Le Louvre ouvre à 9 heures et ferme à 18 heures.\n\n"
+
+
+def reply(generator: LlamaCppGenerator, blocks: list[str], question: str, **kw) -> str:  # type: ignore[no-untyped-def]
+    return "".join(
+        generator.stream_blocks(SYSTEM, blocks, f"Question: {question}\n", max_tokens=24, **kw)
+    )
+
+
+def test_blocks_are_reused_and_answers_do_not_depend_on_what_came_before(smol) -> None:  # type: ignore[no-untyped-def]
+    fresh = LlamaCppGenerator(smol.model_path, name="fresh", context_window=4096, threads=2)
+    alone = reply(fresh, [A, B], "When does the museum open?")
+    assert fresh.last_usage["cached_prompt_tokens"] == 0
+
+    first = reply(smol, [A, B], "When does the museum open?")
+    reply(smol, [A, C], "When does the Louvre close?")  # shares the head and block A
+    assert smol.last_usage["cached_prompt_tokens"] > 0
+    kept = smol.last_usage["cached_prompt_tokens"]
+    "".join(smol.stream([{"role": "user", "content": "Say hello."}], max_tokens=8))  # other use
+    again = reply(smol, [A, B], "When does the museum open?")
+    assert smol.last_usage["cached_prompt_tokens"] > kept  # head, A and B were all kept
+    assert first == again == alone
+    assert 0 < smol.blocks.size <= smol.blocks.max_bytes
+
+
+def test_the_cache_stays_within_its_memory_and_still_answers_the_same(smol) -> None:  # type: ignore[no-untyped-def]
+    tight = LlamaCppGenerator(
+        smol.model_path, name="tight", context_window=4096, threads=2, kv_cache_mb=1
+    )
+    answers = [reply(tight, [A, blocks], "When does the museum open?") for blocks in (B, C, B)]
+    assert tight.blocks.size <= 2**20
+    assert answers[0] == answers[2] == reply(smol, [A, B], "When does the museum open?")
+
+
+def test_a_grammar_lets_the_model_name_only_the_sentences_shown(smol) -> None:  # type: ignore[no-untyped-def]
+    grammar = prompts.quote_grammar(["1.1", "2.1"])
+    for question in ("When does the museum open?", "What is the capital of Peru?"):
+        ids = reply(smol, [A, B], question, grammar=grammar, prefill=prompts.QUOTE_PREFILL)
+        assert ids in (" none", " 1.1\n", " 2.1\n", " 1.1, 2.1\n", " 2.1, 1.1\n") or (
+            prompts.parse_quoted(ids + "\nAnswer: x").ids
+            and set(prompts.parse_quoted(ids + "\nAnswer: x").ids) <= {"1.1", "2.1"}
+        ), ids
+
+
+def test_resume_continues_the_reply_it_began(smol) -> None:  # type: ignore[no-untyped-def]
+    begun = reply(smol, [A, B], "When does the museum open?", prefill="Answer:")
+    resumed = reply(
+        smol, [A, B], "When does the museum open?", prefill="Answer:" + begun[:4], resume=True
+    )
+    assert smol.last_usage["cached_prompt_tokens"] > sum(
+        len(smol.llm.tokenize(b.encode(), add_bos=False)) for b in (A, B)
+    )
+    assert isinstance(resumed, str)
