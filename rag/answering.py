@@ -31,6 +31,8 @@ from rag.support import (
     answers_the_question,
     best_quotes,
     quotes_support,
+    restates_question,
+    says_more,
     with_markers,
 )
 from rag.types import Answer, Citation, Hit, Sentence
@@ -160,6 +162,10 @@ class Answerer:
         for kind, piece in self._generate_quoted(query, evidence, language):
             if reply.first_token is None:
                 reply.first_token = time.perf_counter() - t0
+            if kind == "retry":  # the answer restated the question: asked again
+                reply.raw += "\n(asked again)\n"
+                parts = dict.fromkeys(parts, "")
+                continue
             reply.raw += piece
             parts[kind] += piece
             visible = _plain_so_far(reply.raw) if kind == "plain" else parts["answer"]
@@ -183,7 +189,9 @@ class Answerer:
             )
         else:
             read = reply.raw if parts["plain"] else f"{parts['ids']}\nAnswer:{parts['answer']}"
-            text, citations, sentences, signals = self._read_quoted(query, read, evidence, usage)
+            text, citations, sentences, signals = self._read_quoted(
+                query, read, evidence, usage, language
+            )
         if self.verify_s:
             timings["verify"] = self.verify_s
         timings["check"] = time.perf_counter() - t_check - self.verify_s
@@ -213,13 +221,8 @@ class Answerer:
         and grammars gets the plain prompt and writes the whole reply ("plain")."""
         system = prompts.quote_system()
         blocks = [b.text() for b in evidence.blocks]
-        hint = ev.closest(
-            evidence,
-            self._query_vector(query),
-            ev.question_words(query),
-            self.checker.sentence_vectors,
-        )
-        tail = prompts.quote_tail(query, language, hint if self.settings.evidence_hint else ())
+        hint = self._closest(query, evidence) if self.settings.evidence_hint else ()
+        tail = prompts.quote_tail(query, language, hint)
         generator = self.generator
         if not isinstance(generator, BlockGenerator):
             messages = [
@@ -234,46 +237,84 @@ class Answerer:
             ):
                 yield "plain", piece
             return
-        ids = ""
-        for piece in generator.stream_blocks(
-            system,
-            blocks,
-            tail,
-            max_tokens=24,
-            grammar=prompts.quote_grammar(evidence.ids),
-            temperature=self.settings.temperature,
-            prefill=prompts.QUOTE_PREFILL,
-        ):
-            ids += piece
-            yield "ids", piece
-        self.doubt = self._first_token_probability(prompts.QUOTE_NONE)
-        self.usage = dict(getattr(generator, "last_usage", {}) or {})
-        named = prompts.parse_quoted(ids + f"\n{prompts.QUOTE_ANSWER} -").ids
-        if not named:
-            return
-        shown = [found for i in named if (found := evidence.line(i)) is not None]
-        quote = prompts.quote_lines(
-            [(ln.id, b.hit.chunk.text[ln.start : ln.end]) for b, ln in shown]
+        allowed = list(evidence.ids)
+        for attempt in range(2):
+            ids = ""
+            for piece in generator.stream_blocks(
+                system,
+                blocks,
+                tail,
+                max_tokens=24,
+                grammar=prompts.quote_grammar(allowed),
+                temperature=self.settings.temperature,
+                prefill=prompts.QUOTE_PREFILL,
+            ):
+                ids += piece
+                yield "ids", piece
+            if attempt == 0:
+                self.doubt = self._first_token_probability(prompts.QUOTE_NONE)
+                self.usage = dict(getattr(generator, "last_usage", {}) or {})
+            else:
+                self._add_completion()
+            named = prompts.parse_quoted(ids + f"\n{prompts.QUOTE_ANSWER} -").ids
+            if not named:
+                return
+            shown = [found for i in named if (found := evidence.line(i)) is not None]
+            quote = prompts.quote_lines(
+                [(ln.id, b.hit.chunk.text[ln.start : ln.end]) for b, ln in shown]
+            )
+            yield "quote", quote
+            answer = ""  # held back while it could still only restate the question
+            streaming = False
+            for piece in generator.stream_blocks(
+                system,
+                blocks,
+                tail,
+                max_tokens=prompts.QUOTE_TOKENS,
+                stop=["\n"],
+                temperature=self.settings.temperature,
+                prefill=prompts.QUOTE_PREFILL + ids.rstrip("\n") + "\n" + quote
+                + prompts.QUOTE_ANSWER,
+                resume=True,
+            ):
+                if streaming:
+                    yield "answer", piece
+                    continue
+                answer += piece
+                if says_more(query, answer):
+                    streaming = True
+                    yield "answer", answer
+            self._add_completion()
+            # asked again, held to the sentences closest to the question by the embedder that
+            # it did not name (a small model often names the sentence that names the subject)
+            allowed = [i for i in self._closest(query, evidence) if i not in named]
+            if streaming or attempt == 1 or not allowed or not restates_question(query, answer):
+                if not streaming:
+                    yield "answer", answer
+                return
+            self.usage["retried"] = 1
+            yield "retry", ""
+
+    def _closest(self, query: str, evidence: ev.Evidence) -> list[str]:
+        """The ids of the evidence sentences closest to the question (rag/evidence.py)."""
+        return list(
+            ev.closest(
+                evidence,
+                self._query_vector(query),
+                ev.question_words(query),
+                self.checker.sentence_vectors,
+            )
         )
-        yield "quote", quote
-        for piece in generator.stream_blocks(
-            system,
-            blocks,
-            tail,
-            max_tokens=prompts.QUOTE_TOKENS,
-            stop=["\n"],
-            temperature=self.settings.temperature,
-            prefill=prompts.QUOTE_PREFILL + ids.rstrip("\n") + "\n" + quote + prompts.QUOTE_ANSWER,
-            resume=True,
-        ):
-            yield "answer", piece
-        answered = dict(getattr(generator, "last_usage", {}) or {})
-        self.usage["completion_tokens"] = self.usage.get("completion_tokens", 0) + answered.get(
+
+    def _add_completion(self) -> None:
+        """Count the last call's completion tokens into the reply's usage."""
+        last = dict(getattr(self.generator, "last_usage", {}) or {})
+        self.usage["completion_tokens"] = self.usage.get("completion_tokens", 0) + last.get(
             "completion_tokens", 0
         )
 
     def _read_quoted(
-        self, query: str, raw: str, evidence: ev.Evidence, usage: dict[str, Any]
+        self, query: str, raw: str, evidence: ev.Evidence, usage: dict[str, Any], language: str
     ) -> tuple[str, tuple[Citation, ...], tuple[Sentence, ...], list[str]]:
         """The reply read and checked: the answer text with its markers, one citation per run
         of quoted sentences, its sentences, and the signals that fired."""
@@ -291,7 +332,7 @@ class Answerer:
         named = [found for i in quoted.ids if (found := evidence.line(i)) is not None]
         passages = [b.hit.chunk.text for b in evidence.blocks]
         stripped = strip_markup(quoted.answer, passages)
-        answer = stripped.text.strip()
+        answer = prompts.join_list(stripped.text.strip(), language)
         if stripped.removed:
             signals.append("markup_removed")
             usage["markup_removed"] = len(stripped.removed)
@@ -305,6 +346,10 @@ class Answerer:
             signals.append("unsupported" if named else "no_quote")
         if not answers_the_question(query, answer):
             signals.append("wrong_kind")
+        if restates_question(query, answer):
+            signals.append("restates")
+        if usage.get("retried"):
+            signals.append("retried")
         cited = tuple(dict.fromkeys(b.n for b, _ in sorted(lines, key=lambda x: x[0].n)))
         if self.settings.verify_answers and not refusal.refuses(signals):
             self._verify(query, answer, [evidence.blocks[n - 1].hit for n in cited], usage, signals)

@@ -58,8 +58,10 @@ class Settings:
     # for every question, computed once), sentences otherwise (rag/evidence.py)
     evidence: str = "auto"
     evidence_tokens: int = 300
-    # name the three evidence sentences closest to the question (by the embedder) after it
-    evidence_hint: bool = True
+    # name the three evidence sentences closest to the question (by the embedder) after it;
+    # off: on piaf_fr_mini it gained gold answers but cost citation precision and doubled the
+    # time (docs/results.md, Answers)
+    evidence_hint: bool = False
     collection_tokens: int = 900
     # how the model answers: "quote" (it names the evidence sentences that state the answer,
     # held to them by a grammar, then answers) or "free" (text with [n] markers, checked after)

@@ -339,3 +339,23 @@ def parse_quoted(reply: str) -> Quoted:
     if answer.startswith(NOT_FOUND):
         return Quoted(ids, None)
     return Quoted(ids, answer)
+
+
+# the word that joins the last two items of a list, by answer language
+_AND = {"en": "and", "fr": "et", "es": "y", "de": "und", "it": "e", "pt": "e", "nl": "en"}
+_LIST_ITEM = re.compile(r"^[^\W\d_][\w.'’-]*(?: [^\W\d_][\w.'’-]*){0,4}$")
+
+
+def join_list(answer: str, language: str) -> str:
+    """A bare list of three or more names, as the small model writes it ("Avril Haines, William
+    Burns, Christopher Wray"), joined as a sentence would be in the answer's language
+    ("…, William Burns and Christopher Wray"). Anything else is returned as it is."""
+    word = _AND.get(language)
+    items = [item.strip() for item in answer.rstrip(". ").split(",")]
+    if not word or len(items) < 3 or not all(_LIST_ITEM.match(i) for i in items):
+        return answer
+    if any(w in {"and", "et", "y", "und", "e", "en", "or", "ou"} for w in answer.lower().split()):
+        return answer
+    if not all(i[0].isupper() for i in items):
+        return answer
+    return f"{', '.join(items[:-1])} {word} {items[-1]}"

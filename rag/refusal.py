@@ -21,6 +21,7 @@ REASONS = {
     "doubt": "The model was unsure the passages answer the question (it nearly replied NOT_FOUND).",
     "no_quote": "The model's reply named no sentence of the passages it rests on.",
     "unsupported": "The answer says something its quoted sentences do not say.",
+    "restates": "The answer only repeated the question's own words, twice.",
     "wrong_kind": "The answer is not the kind of answer the question asks for (a number, a date).",
     "not_verified": "Asked to check, the model did not confirm that the passages state the answer.",
     "empty": "Nothing was left of the reply once markup and copied instructions were removed.",
@@ -28,6 +29,8 @@ REASONS = {
 # signals that change an answer without refusing it
 NOTES = {
     "markup_removed": "Images, links or HTML that a document made the model write were removed.",
+    "retried": "The model's first answer only repeated the question; it was asked again, "
+    "choosing among the sentences closest to the question that it had not named.",
     "quote_moved": "The sentences the model named did not state the answer; the ones that do "
     "are cited instead.",
 }

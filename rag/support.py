@@ -179,6 +179,43 @@ def answers_the_question(question: str, answer: str) -> bool:
     return True
 
 
+def says_more(question: str, text: str) -> bool:
+    """Whether a reply begun as `text` already holds a word its question does not (a number, or
+    a lower-case word other than a function word), its last, maybe unfinished, word aside: it
+    cannot turn out to restate the question (restates_question)."""
+    done = re.sub(r"\w+$", "", text)
+    asked = set(_WORD.findall(fold(question)))
+    if set(numbers(done)) - set(numbers(question)):
+        return True
+    common = stopwords()
+    return any(
+        not w[0].isupper() and (f := fold(w)) not in asked and f not in common and len(f) > 1
+        for w in _NAME.findall(done)
+    )
+
+
+def restates_question(question: str, answer: str) -> bool:
+    """Whether an answer says nothing its question does not: "Abdellatif Hammouchi" to "Who
+    did Hammouchi meet?". Every word of it, function words aside, is the question's, or part of
+    a name (a run of capitalised words) of which the question holds a word."""
+    asked = set(_WORD.findall(fold(question)))
+    common = stopwords()
+    words = list(_NAME.finditer(answer))
+    left: set[str] = set()
+    i = 0
+    while i < len(words):
+        j = i
+        while j < len(words) and words[j].group(0)[0].isupper():
+            j += 1
+        span = words[i : max(j, i + 1)]
+        folded = {p for w in span for p in _WORD.findall(fold(w.group(0)))}
+        if j == i or not folded & asked:  # a lower-case word, or a name the question lacks
+            left |= folded - asked
+        i = max(j, i + 1)
+    left |= set(numbers(answer)) - set(numbers(question))
+    return not {w for w in left if w not in common and len(w) > 1}
+
+
 def names(text: str, stopwords: frozenset[str]) -> set[str]:
     """The capitalised words of a text (names, acronyms), folded, minus function words."""
     found = set()

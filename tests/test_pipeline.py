@@ -317,7 +317,10 @@ def test_an_answer_the_model_nearly_refused_is_refused(sample_bot: Chatbot) -> N
     distribution, recorded by the real generator) refuses the answer when it reaches the
     threshold; 0 turns it off, and the probability is reported either way."""
     question = "Who did Hammouchi meet?"
-    settings = sample_bot.settings.replace(check_citations=False, min_relevance=0.0)
+    # the 135M test model names evidence for this question only when shown the closest ids
+    settings = sample_bot.settings.replace(
+        check_citations=False, min_relevance=0.0, evidence_hint=True
+    )
     lenient = Chatbot(
         settings.replace(max_doubt=0.0),
         embedder=sample_bot.embedder,

@@ -79,3 +79,15 @@ def test_a_follow_up_is_rewritten_from_the_conversation() -> None:
         "When did Hammouchi meet them?"
     )
     assert clean_rewrite("", "And when?") == "And when?"
+
+
+def test_a_bare_list_of_names_is_joined_in_the_answers_language() -> None:
+    from rag.prompts import join_list
+
+    names = "Avril Haines, William Burns, Christopher Wray"
+    assert join_list(names, "en") == "Avril Haines, William Burns and Christopher Wray"
+    assert join_list(names, "fr") == "Avril Haines, William Burns et Christopher Wray"
+    assert join_list(names, "xx") == names  # no word known for that language
+    assert join_list("Avril Haines and William Burns", "en") == "Avril Haines and William Burns"
+    sentence = "The talks covered the Sahel, the Sahara, the Middle East"
+    assert join_list(sentence, "en") == sentence  # not a list of names

@@ -185,3 +185,25 @@ def test_the_numbers_of_the_question_are_no_answer() -> None:
     assert answers_the_question(question, "About 400 soldiers died in 1808.")
     assert not answers_the_question("When did he leave Paris in May?", "He left Paris in May.")
     assert answers_the_question("When did he leave Paris?", "He left Paris in May.")
+
+
+def test_an_answer_made_of_the_questions_own_words_restates_it() -> None:
+    from rag.support import restates_question
+
+    question = "Who did Hammouchi meet in Washington?"
+    assert restates_question(question, "Abdellatif Hammouchi")  # a name the question holds
+    assert restates_question("Qui Abdellatif Hammouchi a-t-il rencontré ?", "Abdellatif Hammouchi")
+    assert not restates_question(question, "Avril Haines, William Burns and Christopher Wray")
+    assert not restates_question(question, "Hammouchi met the director of the CIA.")
+    assert not restates_question("Where was the summit held?", "Marrakech")
+    assert not restates_question("Quel âge a Hammouchi ?", "Hammouchi a 54 ans")  # a new number
+
+
+def test_a_reply_says_more_once_a_finished_word_is_not_the_questions() -> None:
+    from rag.support import says_more
+
+    question = "Who did Hammouchi meet?"
+    assert not says_more(question, "Abdellatif Hammou")  # names only: it may still restate
+    assert not says_more(question, "Hammouchi dire")  # the last word may be unfinished
+    assert says_more(question, "Hammouchi directed ")
+    assert says_more("When was it?", "In 2021 ")
