@@ -287,8 +287,11 @@ class Answerer:
             self._add_completion()
             # asked again, held to the sentences closest to the question by the embedder that
             # it did not name (a small model often names the sentence that names the subject)
-            allowed = [i for i in self._closest(query, evidence) if i not in named]
-            if streaming or attempt == 1 or not allowed or not restates_question(query, answer):
+            if not streaming and attempt == 0 and restates_question(query, answer):
+                allowed = [i for i in self._closest(query, evidence) if i not in named]
+            else:
+                allowed = []
+            if not allowed:
                 if not streaming:
                     yield "answer", answer
                 return
