@@ -44,7 +44,10 @@ class _Reply:
 
     raw: str = ""
     first_token: float | None = None
-    usage: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+# what reading a reply gives: the answer text, its citations, its sentences, the signals fired
+_Read = tuple[str, tuple[Citation, ...], tuple[Sentence, ...], list[str]]
 
 
 class Answerer:
@@ -180,24 +183,21 @@ class Answerer:
         )
         usage["evidence_sentences"] = len(evidence.ids)
         usage["evidence_whole"] = int(all(b.whole for b in evidence.blocks))
-        t_check, self.verify_s = time.perf_counter(), 0.0
         if parts["plain"] and not _quoted_form(reply.raw):
             # a generator that cannot be held to the form, whose reply ignored it: read as
             # free text with [n] markers, checked against the passages
-            text, citations, sentences, signals = self._read_free(
-                query, reply.raw, evidence.hits, usage
+            checked = self._checked(
+                lambda: self._read_free(query, reply.raw, evidence.hits, usage), timings, language
             )
         else:
             read = reply.raw if parts["plain"] else f"{parts['ids']}\nAnswer:{parts['answer']}"
-            text, citations, sentences, signals = self._read_quoted(
-                query, read, evidence, usage, language
+            checked = self._checked(
+                lambda: self._read_quoted(query, read, evidence, usage, language),
+                timings,
+                language,
             )
-        if self.verify_s:
-            timings["verify"] = self.verify_s
-        timings["check"] = time.perf_counter() - t_check - self.verify_s
-        refused = refusal.refuses(signals)
+        text, citations, sentences, signals, refused = checked
         if refused:
-            text, citations, sentences = prompts.refusal(language), (), ()
             yield ("" if not shown else "\n\n") + text
         elif not shown:
             yield text
@@ -266,6 +266,7 @@ class Answerer:
             yield "quote", quote
             answer = ""  # held back while it could still only restate the question
             streaming = False
+            begun = prompts.QUOTE_PREFILL + ids.rstrip("\n") + "\n" + quote + prompts.QUOTE_ANSWER
             for piece in generator.stream_blocks(
                 system,
                 blocks,
@@ -273,8 +274,7 @@ class Answerer:
                 max_tokens=prompts.QUOTE_TOKENS,
                 stop=["\n"],
                 temperature=self.settings.temperature,
-                prefill=prompts.QUOTE_PREFILL + ids.rstrip("\n") + "\n" + quote
-                + prompts.QUOTE_ANSWER,
+                prefill=begun,
                 resume=True,
             ):
                 if streaming:
@@ -318,7 +318,7 @@ class Answerer:
 
     def _read_quoted(
         self, query: str, raw: str, evidence: ev.Evidence, usage: dict[str, Any], language: str
-    ) -> tuple[str, tuple[Citation, ...], tuple[Sentence, ...], list[str]]:
+    ) -> _Read:
         """The reply read and checked: the answer text with its markers, one citation per run
         of quoted sentences, its sentences, and the signals that fired."""
         signals: list[str] = []
@@ -387,6 +387,21 @@ class Answerer:
             return [], max((found[i].similarity for i in named), default=0.0), False
         return [shown[i] for i in better], max(found[i].similarity for i in better), True
 
+    def _checked(
+        self, read: Callable[[], _Read], timings: dict[str, float], language: str
+    ) -> tuple[str, tuple[Citation, ...], tuple[Sentence, ...], list[str], bool]:
+        """`read()` (the reply read and checked), timed as `check` and `verify`, then the
+        refusal policy: a refused answer's text is the refusal, with no citations."""
+        t_check, self.verify_s = time.perf_counter(), 0.0
+        text, citations, sentences, signals = read()
+        if self.verify_s:
+            timings["verify"] = self.verify_s
+        timings["check"] = time.perf_counter() - t_check - self.verify_s
+        refused = refusal.refuses(signals)
+        if refused:
+            text, citations, sentences = prompts.refusal(language), (), ()
+        return text, citations, sentences, signals, refused
+
     def _first_token_probability(self, text: str) -> float | None:
         """The model's probability of having begun its last reply with `text`, when it
         records its first token's distribution (LlamaCppGenerator)."""
@@ -433,14 +448,10 @@ class Answerer:
         timings["first_token"] = reply.first_token or timings["generation"]
         usage = dict(getattr(generator, "last_usage", {}) or {})
         usage.update(prompt_budget=budget, prompt_estimate=prompt_size, passages=len(packed))
-        t_check, self.verify_s = time.perf_counter(), 0.0
-        text, citations, sentences, signals = self._read_free(query, reply.raw, packed, usage)
-        if self.verify_s:
-            timings["verify"] = self.verify_s
-        timings["check"] = time.perf_counter() - t_check - self.verify_s
-        refused = refusal.refuses(signals)
+        text, citations, sentences, signals, refused = self._checked(
+            lambda: self._read_free(query, reply.raw, packed, usage), timings, language
+        )
         if refused:
-            text, citations, sentences = prompts.refusal(language), (), ()
             if held is not None:
                 yield text
         elif held:
@@ -458,7 +469,7 @@ class Answerer:
 
     def _read_free(
         self, query: str, raw: str, packed: Sequence[Hit], usage: dict[str, Any]
-    ) -> tuple[str, tuple[Citation, ...], tuple[Sentence, ...], list[str]]:
+    ) -> _Read:
         signals: list[str] = []
         if refusal.free_text_refusal(raw, len(packed), prompts.NOT_FOUND):
             signals.append("not_found")
