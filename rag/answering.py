@@ -259,6 +259,7 @@ class Answerer:
             named = prompts.parse_quoted(ids + f"\n{prompts.QUOTE_ANSWER} -").ids
             if not named:
                 return
+            named = self._narrowed(query, evidence, named)
             shown = [found for i in named if (found := evidence.line(i)) is not None]
             quote = prompts.quote_lines(
                 [(ln.id, b.hit.chunk.text[ln.start : ln.end]) for b, ln in shown]
@@ -297,6 +298,24 @@ class Answerer:
                 return
             self.usage["retried"] = 1
             yield "retry", ""
+
+    def _narrowed(self, query: str, evidence: ev.Evidence, named: Sequence[str]) -> list[str]:
+        """Of the named ids, the `quote_sentences` closest to the question, in their order:
+        a small model that names a heading and its neighbours beside the sentence that
+        answers reads the answer's sentence less well among them."""
+        keep = self.settings.quote_sentences
+        if not keep or len(named) <= keep:
+            return list(named)
+        ranked = ev.closest(
+            evidence,
+            self._query_vector(query),
+            ev.question_words(query),
+            self.checker.sentence_vectors,
+            k=len(evidence.ids),
+        )
+        order = {i: r for r, i in enumerate(ranked)}
+        best = set(sorted(named, key=lambda i: order.get(i, len(order)))[:keep])
+        return [i for i in named if i in best]
 
     def _closest(self, query: str, evidence: ev.Evidence) -> list[str]:
         """The ids of the evidence sentences closest to the question (rag/evidence.py)."""
@@ -341,6 +360,8 @@ class Answerer:
             usage["markup_removed"] = len(stripped.removed)
         if not answer or prompts.leaks_instructions(answer):
             return "", (), (), [*signals, "empty"]
+        if refusal.declines(answer):
+            return "", (), (), [*signals, "not_found"]
         lines, similarity, moved = self._check_quotes(query, answer, evidence, named)
         usage["quote_support"] = round(similarity, 4)
         if moved:

@@ -20,8 +20,9 @@ import typer
 from rag.config import Settings
 from rag.errors import RagChatError
 from rag.markup import printable
+from rag.records import answer_record, hit_record
 from rag.refusal import explain
-from rag.types import Answer, Hit
+from rag.types import Answer
 
 app = typer.Typer(
     help="Private question answering over your own documents, with citations.",
@@ -91,53 +92,6 @@ def _bot(**overrides: Any) -> Any:
     from rag.pipeline import Chatbot
 
     return Chatbot(Settings.from_env(**overrides))
-
-
-def _hit_json(hit: Hit) -> dict[str, Any]:
-    c = hit.chunk
-    return {
-        "rank": hit.rank,
-        "score": round(hit.score, 4),
-        "doc_id": c.doc_id,
-        "title": c.title,
-        "source": c.source,
-        "page": c.page,
-        "start": c.start,
-        "end": c.end,
-        "text": c.text,
-    }
-
-
-def answer_json(answer: Answer) -> dict[str, Any]:
-    return {
-        "question": answer.question,
-        "answer": answer.text,
-        "refused": answer.refused,
-        "citations": [
-            {
-                "n": c.n,
-                "doc_id": c.chunk.doc_id,
-                "title": c.chunk.title,
-                "source": c.chunk.source,
-                "page": c.chunk.page,
-                "text": c.chunk.text,
-                "quote": c.quote,
-                "quote_start": c.start,
-                "quote_end": c.end,
-            }
-            for c in answer.citations
-        ],
-        "sentences": [
-            {"text": s.text, "citations": list(s.citations), "supported": s.supported}
-            for s in answer.sentences
-        ],
-        "hits": [_hit_json(h) for h in answer.hits],
-        "timings": {k: round(v, 3) for k, v in answer.timings.items()},
-        "usage": answer.usage,
-        "signals": list(answer.signals),
-        "reasons": explain(answer.signals),
-        "raw": answer.raw,
-    }
 
 
 @app.command()
@@ -218,7 +172,7 @@ def ask(
             typer.echo(printable(piece), nl=False)
     assert answer is not None
     if as_json:
-        typer.echo(json.dumps(answer_json(answer), ensure_ascii=False, indent=2))
+        typer.echo(json.dumps(answer_record(answer), ensure_ascii=False, indent=2))
         return
     if not live:
         typer.echo(answer.text)
@@ -270,7 +224,7 @@ def search(
     )
     hits = bot.search(query, k=k)
     if as_json:
-        typer.echo(json.dumps([_hit_json(h) for h in hits], ensure_ascii=False, indent=2))
+        typer.echo(json.dumps([hit_record(h) for h in hits], ensure_ascii=False, indent=2))
         return
     for h in hits:
         snippet = " ".join(h.chunk.text.split())[:200]

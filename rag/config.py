@@ -23,6 +23,10 @@ def default_data_dir() -> str:
     return platformdirs.user_data_dir("ragchat", appauthor=False)
 
 
+# Settings.answer_language: the question's language, or one with its own refusal sentence
+ANSWER_LANGUAGES = ("auto", "en", "fr", "es", "de")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     # where the store and assembled model weights live (default: the user's data dir)
@@ -46,6 +50,8 @@ class Settings:
     llm_api_key: str = field(default="", repr=False)
     # passages retrieved and shown to the model
     top_k: int = 5
+    # the language answers are written in: "auto" (the question's), or a code: en, fr, es, de
+    answer_language: str = "auto"
     # join retrieved chunks of one document that overlap (neighbours) into one passage, up to
     # two chunks' length
     merge_neighbours: bool = True
@@ -66,6 +72,9 @@ class Settings:
     # how the model answers: "quote" (it names the evidence sentences that state the answer,
     # held to them by a grammar, then answers) or "free" (text with [n] markers, checked after)
     answer_form: str = "quote"
+    # of the sentences the model names, how many (those closest to the question by the
+    # embedder) it reads again right before answering; 0: all it named
+    quote_sentences: int = 2
     # memory for the model's KV states of evidence blocks reused across questions, in MiB
     kv_cache_mb: int = 512
     # sampling temperature of the answer (0 = deterministic)
@@ -106,12 +115,19 @@ class Settings:
             raise ConfigError(
                 f"retrieval must be hybrid, dense or keyword, got {self.retrieval!r}."
             )
+        if self.answer_language not in ANSWER_LANGUAGES:
+            raise ConfigError(
+                f"answer_language must be one of {', '.join(ANSWER_LANGUAGES)}, got "
+                f"{self.answer_language!r}."
+            )
         if self.evidence not in ("auto", "sentences", "passages"):
             raise ConfigError(
                 f"evidence must be auto, sentences or passages, got {self.evidence!r}."
             )
         if self.answer_form not in ("quote", "free"):
             raise ConfigError(f"answer_form must be quote or free, got {self.answer_form!r}.")
+        if self.quote_sentences < 0:
+            raise ConfigError("quote_sentences must be 0 (all named) or more.")
         if self.evidence_tokens < 50 or self.collection_tokens < 0 or self.kv_cache_mb < 0:
             raise ConfigError(
                 "evidence_tokens must be at least 50, collection_tokens and kv_cache_mb at least 0."

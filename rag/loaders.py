@@ -13,6 +13,7 @@ memory bounded by the text it keeps. This module does not chunk, embed or store 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import errno
 import io
 import json
@@ -162,6 +163,8 @@ def document_id(path: Path) -> str:
 def _file_doc(path: Path, text: str, **metadata: object) -> Document:
     resolved = display_path(path.resolve())
     meta = {"title": path.stem, "source": resolved, **{k: v for k, v in metadata.items() if v}}
+    with contextlib.suppress(OSError):
+        meta["size"] = path.stat().st_size  # the file's bytes (the library lists them)
     meta["title"] = _clean(str(meta["title"]))
     return Document(id=document_id(path), source=resolved, text=_clean(text), metadata=meta)
 

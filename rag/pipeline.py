@@ -239,6 +239,8 @@ class Chatbot:
             if not doc.metadata.get("lang"):
                 lang = detect_language(doc.text)
                 doc = dataclasses.replace(doc, metadata={**doc.metadata, "lang": lang})
+            # when this version was added (the library lists it)
+            doc = dataclasses.replace(doc, metadata={**doc.metadata, "added": int(time.time())})
             chunks = chunk_document(doc, self.settings.chunk_size, self.settings.chunk_overlap)
             pending = [p for p in pending if p.doc.id != doc.id]  # the last one read wins
             pending.append(_Pending(doc, chunks))
@@ -460,11 +462,41 @@ class Chatbot:
             question,
             query,
             hits,
-            language=detect_language(question),
+            language=self.answer_language(question),
             timings=timings,
             t0=t0,
             rewritten=rewritten,
         )
+
+    def answer_language(self, question: str) -> str:
+        """The language an answer to `question` is written in (Settings.answer_language)."""
+        chosen = self.settings.answer_language
+        return detect_language(question) if chosen == "auto" else chosen
+
+    def configured(self, **changes: Any) -> Chatbot:
+        """A Chatbot with some settings changed (`top_k=3`, `retrieval="dense"`) that shares
+        this one's store, embedder and, unless `llm` changes, answer model (another `llm` is
+        loaded on its first use: keep the returned Chatbot to keep it loaded). The store and
+        the embedder cannot be changed this way. Raises ConfigError for invalid values."""
+        fixed = {"data_dir", "store", "models", "collection", "embedder"}
+        wrong = sorted(set(changes) & fixed)
+        if wrong:
+            raise ConfigError(
+                f"{', '.join(wrong)} cannot be changed on a running Chatbot: build a new one "
+                "with Chatbot(Settings(...))."
+            )
+        other = Chatbot(
+            dataclasses.replace(self.settings, **changes),
+            embedder=self.embedder,
+            store=self.store,
+            generator=None if {"llm", "llm_api_key"} & set(changes) else self.generator,
+            keyword=self.keyword,
+            reranker=self.reranker,
+        )
+        other._writer, other._checker = self.writer, self._checker
+        if other._generator is not None:  # the same model: the same token counts
+            other._collection = self._collection
+        return other
 
     @property
     def answerer(self) -> Answerer:

@@ -17,7 +17,8 @@ from rag.citations import MARKER
 # signals that refuse the answer, and what each tells the person asking
 REASONS = {
     "no_passage": "No passage of your documents is close enough to the question.",
-    "not_found": "The model found no sentence of the passages that answers the question.",
+    "not_found": "The model found no sentence of the passages that answers the question, "
+    "or said they do not tell.",
     "doubt": "The model was unsure the passages answer the question (it nearly replied NOT_FOUND).",
     "no_quote": "The model's reply named no sentence of the passages it rests on.",
     "unsupported": "The answer says something its quoted sentences do not say.",
@@ -96,6 +97,12 @@ _FREE_REFUSAL = re.compile(
     r"n'est pas (mentionné|indiqué|précisé)",
     re.IGNORECASE,
 )
+
+
+def declines(answer: str) -> bool:
+    """Whether a quoted answer is the model saying the passages do not tell ("The budget is
+    not provided in the given text"), after naming sentences all the same."""
+    return bool(_FREE_REFUSAL.search(answer))
 
 
 def free_text_refusal(raw: str, n_passages: int, not_found: str) -> bool:

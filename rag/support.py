@@ -133,12 +133,29 @@ _NUMBER_WORDS = {
     }.items()
     for w in spellings.split()
 }
-_MONTHS = set(
-    """january february march april may june july august september october november december
+_MONTHS_TEXT = """
+    january february march april may june july august september october november december
     janvier fevrier mars avril mai juin juillet aout septembre octobre novembre decembre
     enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre
-    januar februar marz april mai juni juli august september oktober november dezember""".split()
-)
+    januar februar marz april mai juni juli august september oktober november dezember"""
+_MONTHS = set(_MONTHS_TEXT.split())
+# a month's name in any of these languages -> one token ("juin", "June" -> "month6"), so that
+# an answer's "June" is held by a French passage's "juin"
+_MONTH_TOKENS = {
+    w: f"month{i % 12 + 1}"
+    for line in _MONTHS_TEXT.strip().splitlines()
+    for i, w in enumerate(line.split())
+}
+
+_MONTH_SET = frozenset(_MONTH_TOKENS.values())
+
+
+def _words(text: str) -> set[str]:
+    """A text's folded words, with the language-independent token of each month it names."""
+    found = set(_WORD.findall(fold(text)))
+    return found | {_MONTH_TOKENS[w] for w in found if w in _MONTH_TOKENS}
+
+
 # words that tell a time by an event: "when X happened", "after the war"
 _WHEN_WORDS = set(
     """when after before during since until quand lorsque apres avant pendant depuis jusqu
@@ -224,7 +241,7 @@ def names(text: str, stopwords: frozenset[str]) -> set[str]:
         if word[0].isupper() and len(word) > 1:
             for part in _WORD.findall(fold(word)):
                 if len(part) > 1 and part not in stopwords:
-                    found.add(part)
+                    found.add(_MONTH_TOKENS.get(part, part))
     return found
 
 
@@ -239,7 +256,7 @@ def _holds(words: set[str], name: str) -> bool:
     in another language: "Daesh" holds "Daech"; "Morocco" does not hold "Maroc"."""
     if name in words:
         return True
-    if len(name) < 5:
+    if len(name) < 5 or name in _MONTH_SET:
         return False
     return any(
         abs(len(w) - len(name)) <= 2
@@ -340,7 +357,7 @@ class SupportChecker:
             read = hit.chunk.text[line.start : line.end]  # not the title: the claim rests on
             # the sentence (a title's "Washington" is no answer to "where was the summit?")
             found.append(
-                LineSupport(float(vector @ claim), numbers(read), set(_WORD.findall(fold(read))))
+                LineSupport(float(vector @ claim), numbers(read), _words(read))
             )
         return found
 
@@ -381,7 +398,7 @@ class SupportChecker:
         sim = np.array([[s[c].max() for s in sims] for c in range(len(claims))])
         # the title is part of what the model read (`<passage title="…">`)
         read = [f"{h.chunk.title}\n{h.chunk.text}" for h in hits]
-        passage_words = [set(_WORD.findall(fold(t))) for t in read]
+        passage_words = [_words(t) for t in read]
         passage_numbers = [numbers(t) for t in read]
         name_share = np.ones_like(sim)
         has_names = np.zeros(len(claims), dtype=bool)

@@ -35,7 +35,16 @@ def test_upsert_search_delete_roundtrip(tmp_path) -> None:
     )
     assert got.title == "A" and got.source == "/docs/a.txt"
     assert store.documents() == [
-        {"doc_id": "a", "title": "A", "name": None, "source": "/docs/a.txt", "chunks": len(chunks)}
+        {
+            "doc_id": "a",
+            "title": "A",
+            "name": None,
+            "source": "/docs/a.txt",
+            "chunks": len(chunks),
+            "pages": None,  # chunks without pages; a PDF's: the last page a chunk is on
+            "added": None,  # kept by Chatbot.ingest, not by this test's chunks
+            "size": None,
+        }
     ]
     assert store.delete("a") == len(chunks)
     assert store.count() == 0 and store.search(vectors[0], 3) == []

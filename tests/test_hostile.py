@@ -26,13 +26,13 @@ import pytest
 
 from models.embedders import SentenceTransformerEmbedder
 from rag import SAMPLE_CORPUS, Chatbot, Settings
-from rag.cli import answer_json
 from rag.markup import strip_markup
+from rag.records import answer_record
 from tests.browser import browser_page, listener, serve
 from tests.conftest import ScriptedGenerator
 from tests.test_ui import give_file
-from ui.app import answer_markdown
 from ui.guard import CSP
+from ui.render import answer_html
 
 QUESTION = "What is special about Ifrane?"
 FACT = "Ifrane is known as the Switzerland of Morocco"
@@ -107,9 +107,9 @@ def test_answer_states_the_fact_never_the_injected_format(
 
 
 def test_ask_json_answer_holds_no_markup(planted_bot: Chatbot, scripted: ScriptedGenerator) -> None:
-    """`ragchat ask --json` prints answer_json(answer): `answer` is clean, `raw` the reply."""
+    """`ragchat ask --json` prints answer_record(answer): `answer` is clean, `raw` the reply."""
     scripted.enqueue(obeying_reply("http://127.0.0.1:9"))
-    out = json.loads(json.dumps(answer_json(planted_bot.ask(QUESTION))))
+    out = json.loads(json.dumps(answer_record(planted_bot.ask(QUESTION))))
     assert out["answer"].startswith(FACT) and "http" not in out["answer"]
     assert "badge.png" in out["raw"] and out["signals"] == ["markup_removed"]
 
@@ -118,10 +118,16 @@ def test_rendered_answer_has_only_ragchats_own_markup(
     planted_bot: Chatbot, scripted: ScriptedGenerator
 ) -> None:
     scripted.enqueue(f"{FACT} [1]. Visit www.ifrane.invalid *now* `x`.")
-    shown = answer_markdown(planted_bot.ask(QUESTION))
-    assert "[1]" in shown  # the citation marker, as ragchat writes it
-    assert "www" not in shown or "www\\." in shown  # escaped: no autolink
-    assert "*now*" not in shown and "`x`" not in shown
+    answer = planted_bot.ask(QUESTION)
+    shown = answer_html(answer)
+    assert '<details class="cite cite-1">' in shown  # the citation control, ragchat's own
+    # one HTML block (Markdown reads nothing in it: no autolink, no emphasis), on one line
+    assert shown.startswith('<div class="answer">') and shown.endswith("</div>")
+    assert "\n" not in shown
+    tags = set(re.findall(r"</?([a-zA-Z]+)", shown))
+    # the planted passage's own markup (an image, a link) is text in the opened passage
+    assert tags <= {"div", "details", "summary", "span", "mark", "br", "em"}, tags
+    assert answer.citations and "http" in answer.citations[0].chunk.text
 
 
 # -- the browser: nothing is fetched ------------------------------------------------------------
@@ -143,10 +149,11 @@ def test_browser_fetches_nothing_a_document_or_answer_names(
             box.wait_for(timeout=60_000)
             box.fill(QUESTION)
             box.press("Enter")
-            source = page.get_by_text(re.compile(r"^\[1\] Ifrane"))
+            # the source listed under the answer (the inline [1] opens the same passage)
+            source = page.locator("#chat").get_by_text(re.compile(r"^\[1\] Ifrane")).last
             source.wait_for(timeout=60_000)
             source.click()  # the passage, which holds every variant
-            page.get_by_text("official station badge").first.wait_for(timeout=10_000)
+            page.get_by_text("official station badge").last.wait_for(timeout=10_000)
             chat = page.locator("#chat").inner_text()
             assert FACT in chat and "badge.png" in chat  # the passage's text, shown as text
             page.get_by_role("tab", name="Evaluate").click()
@@ -254,13 +261,13 @@ def test_uploads_never_replace_a_document_they_did_not_create(
     }
     with httpx.Client(base_url=server, timeout=30) as client:
         kind, outputs = _upload(client, "records.jsonl", json.dumps(record).encode())
-        assert kind == "complete" and "Added 1 documents" in outputs[2]
+        assert kind == "complete" and "Added 1 documents" in outputs[4]
         assert sample() == [article]  # the article is whole, beside the record
         for body in [b"First report: the budget grew.", b"Second report: the budget fell."]:
             kind, outputs = _upload(client, "report.txt", body)
-            assert kind == "complete" and "Added 1 documents" in outputs[2]
+            assert kind == "complete" and "Added 1 documents" in outputs[4]
         kind, outputs = _upload(client, "report.txt", b"Second report: the budget fell.")
-        assert "1 unchanged" in outputs[2]  # the same file again: found, not duplicated
+        assert "1 unchanged" in outputs[4]  # the same file again: found, not duplicated
     reports = [d for d in minilm_bot.documents() if d["title"] == "report"]
     assert len(reports) == 2
     texts = {c.text for d in reports for c in minilm_bot.store.get_chunks(d["doc_id"])}
@@ -274,10 +281,10 @@ def test_replacing_a_document_is_removing_it_first(server: str, minilm_bot: Chat
         kind, outputs = _upload(client, "memo.txt", b"The memo says the meeting is on Monday.")
         assert kind == "complete"
         (memo,) = [d for d in minilm_bot.documents() if d["title"] == "memo"]
-        choices = [value for _, value in outputs[3]["choices"]]
+        choices = [value for _, value in outputs[1]["choices"]]
         assert memo["doc_id"] in choices  # the remove control lists it
-        event = client.post("/gradio_api/call/remove_document", json={"data": [memo["doc_id"]]})
-        stream = client.get(f"/gradio_api/call/remove_document/{event.json()['event_id']}").text
+        event = client.post("/gradio_api/call/removed", json={"data": [memo["doc_id"], ""]})
+        stream = client.get(f"/gradio_api/call/removed/{event.json()['event_id']}").text
         assert "Removed 1 passages" in stream
         kind, outputs = _upload(client, "memo.txt", b"The memo says the meeting is on Friday.")
     (memo,) = [d for d in minilm_bot.documents() if d["title"] == "memo"]

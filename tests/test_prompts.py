@@ -91,3 +91,12 @@ def test_a_bare_list_of_names_is_joined_in_the_answers_language() -> None:
     assert join_list("Avril Haines and William Burns", "en") == "Avril Haines and William Burns"
     sentence = "The talks covered the Sahel, the Sahara, the Middle East"
     assert join_list(sentence, "en") == sentence  # not a list of names
+
+
+def test_a_quoted_answer_that_says_the_passages_do_not_tell_is_a_refusal() -> None:
+    from rag.refusal import declines
+
+    assert declines("The annual budget of the DGST is not provided in the given text.")
+    assert declines("Le texte ne mentionne pas son âge.")
+    assert not declines("Avril Haines, William Burns and Christopher Wray")
+    assert not declines("The museum is not open on Mondays.")

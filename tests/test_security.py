@@ -140,7 +140,7 @@ def test_upload_named_to_escape_stays_in_the_data_directory(
         assert Path(cached).resolve().is_relative_to(data / "gradio")
         assert client.get(f"/gradio_api/file={cached}").status_code == 200
         kind, outputs = call(client, "ingest_uploads", [file_data(cached)])
-    assert kind == "complete" and "Added 1 documents" in outputs[2]
+    assert kind == "complete" and "Added 1 documents" in outputs[4]
     assert not escape_to.exists()
     stored = [Path(d["doc_id"]) for d in minilm_bot.documents() if "escape" in d["doc_id"]]
     assert len(stored) == 1 and stored[0].is_relative_to(data / "uploads")
@@ -243,17 +243,25 @@ def test_browser_runs_no_script_from_documents_their_names_or_answers(
         box.wait_for(timeout=60_000)
         box.fill(question)
         box.press("Enter")
-        sources = page.get_by_text(re.compile(r"^\[\d\] "))
-        sources.nth(1).wait_for(timeout=60_000)
-        for source in sources.all():
-            source.click()
+        # each [n] of the answer opens its passage inline; the sources are listed under it
+        controls = page.locator("#chat details.cite > summary")
+        controls.nth(1).wait_for(timeout=60_000)
+        for control in controls.all():
+            control.click()
+        for source in (
+            page.locator("#chat").get_by_text(re.compile(r"^\[\d\] hostile|^\[\d\] <")).all()
+        ):
+            if source.is_visible():
+                source.click()
         page.get_by_text("alert('script')").first.wait_for(state="visible", timeout=10_000)
+        chat_shown = page.locator("body").inner_text()
+        page.get_by_role("tab", name="Library").click()
         page.locator("#upload input[type=file]").set_input_files(str(empty))
         # the upload is done when the component lists the file: "Add" before that finds none
         page.locator("#upload").get_by_text(re.compile(r"\.txt")).first.wait_for(timeout=60_000)
         page.locator("#add").click()
         page.get_by_text("Skipped").first.wait_for(timeout=60_000)
-        shown = page.locator("body").inner_text()
+        shown = chat_shown + page.locator("body").inner_text()
         page.wait_for_timeout(500)
     assert dialogs == []
     for literal in [

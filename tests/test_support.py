@@ -12,6 +12,7 @@ from rag.prompts import leaks_instructions
 from rag.support import (
     SupportChecker,
     answers_the_question,
+    best_quotes,
     numbers,
     question_names,
     split_claims,
@@ -132,6 +133,25 @@ def test_markers_after_the_full_stop_belong_to_the_sentence_before() -> None:
     ]
     assert with_markers("Avril Haines.", [1, 2]) == "Avril Haines [1][2]."
     assert with_markers("Avril Haines", [1]) == "Avril Haines [1]"
+
+
+def test_a_month_named_in_another_language_is_held_by_the_passage(
+    checker: SupportChecker,
+) -> None:
+    """ "June 2022" over French passages rests on "juin" and "2022"; "July" does not."""
+    (hit,) = hits("date 2022-06 Le sommet. Sa tournée (les 13 et 14 juin) aux États-Unis.")
+    spans = checker.sentence_vectors(hit)[0]
+    lines = [_Line(a, b) for a, b in spans]
+    question = "When did the visit take place?"
+    found = checker.quote_support(question, "June 2022", [(hit, ln) for ln in lines])
+    assert best_quotes(found, *checker.claim_parts(question, "June 2022"), 0.0) is not None
+    found = checker.quote_support(question, "July 2022", [(hit, ln) for ln in lines])
+    assert best_quotes(found, *checker.claim_parts(question, "July 2022"), 0.0) is None
+
+
+class _Line:
+    def __init__(self, start: int, end: int) -> None:
+        self.start, self.end = start, end
 
 
 def test_numbers_are_compared_whatever_their_separators() -> None:

@@ -87,11 +87,18 @@ def test_browser_answer_with_openable_source(
         assert "He gave them a gold medal on 4 July 2019. (not supported by the passages)" in (
             bot_text
         )
-        source = page.get_by_text(re.compile(rf"^\[{gold}\] hammouchi"))
-        source.click()
-        mark = page.locator("#chat mark").first
+        # the [n] in the answer is a control, reachable by keyboard, named for its source
+        control = page.locator(f"#chat details.cite-{gold} > summary").first
+        assert f"open source {gold}: hammouchi" in control.inner_text()
+        control.focus()
+        page.keyboard.press("Enter")
+        mark = page.locator(f"#chat details.cite-{gold} mark").first
         mark.wait_for(state="visible", timeout=10_000)
         assert "Avril Haines, directrice du renseignement national" in mark.inner_text()
+        # the answer's time and prompt size are shown under it
+        assert re.search(r"\d+\.\d s · .*prompt \d+ tokens", bot_text), bot_text
+        # the sources are listed under the answer too
+        page.locator("#chat").get_by_text(re.compile(rf"^\[{gold}\] hammouchi")).last.click()
         page.screenshot(path=str(artifacts_dir(tmp_path) / "chat-scripted.png"))
 
 
@@ -114,6 +121,7 @@ def test_browser_upload_adds_a_document(served: str, tmp_path: Path) -> None:
     doc.write_text("# Rabat notes\n\nRabat is the capital of Morocco.")
     with browser_page() as page:
         page.goto(served)
+        page.get_by_role("tab", name="Library").click()
         give_file(page, "#upload input[type=file]", doc)
         page.locator("#add").click()
         page.locator("#documents").get_by_text("Rabat notes").wait_for(timeout=60_000)

@@ -1,32 +1,22 @@
-"""The Gradio chat: Blocks over the public API (Chatbot), nothing more.
+"""The Gradio chat: the page's layout and events over the public API (Chatbot), nothing more.
 
-A streaming chat whose answers are followed by their sources: one collapsible entry per `[n]`
-citation, titled with the document name and page, holding the passage with the quote that
-supports the answer highlighted. Sentences no passage supports are marked; a refusal is followed
-by the closest passages; a follow-up question shows the standalone question that was searched.
-Beside it, an upload box that ingests files with progress, the documents in the store, and a
-control that removes one. The models' loading status is shown until they are loaded.
+Tabs: Chat (conversations beside the chat: new, resume, rename, delete, export; a stop button
+while an answer streams), Library (ui/library.py), Settings (ui/preferences.py) and Evaluate
+(ui/evaluate.py). What an answer shows is ui/render.py; conversations are kept in SQLite
+(ui/conversations.py); the models' loading status is shown until they are loaded.
 
-Security (README, "Security"): the model's answers and everything taken from documents
-(passages, titles, file names, messages naming them) are shown as text: escaped, so that no image,
-link or tag in them is rendered, with only the markup ragchat adds itself (citation markers, the
-highlighted quote, the mark of an unsupported sentence); the answer's markup was removed before
-(rag/markup.py), and Gradio sanitises what is left. ui/guard.py adds the outer wall: loopback Host
-headers only, no cross-origin POST, no file named by a web address, and a Content-Security-Policy
-that lets the page load nothing from elsewhere. Uploads are checked (type, size) and copied under
-the data directory under a hash of their content, so an upload never replaces a document it did
-not create; the server binds to 127.0.0.1 and refuses any other address without a password; it
-serves no file but Gradio's own upload cache, which is kept in the data directory.
+Security (docs/security.md): everything taken from documents or the model is escaped
+(ui/render.py); ui/guard.py adds the outer wall: loopback Host headers only, no cross-origin
+POST, no file named by a web address, and a Content-Security-Policy that lets the page load
+nothing from elsewhere. Uploads are checked and copied under the data directory
+(ui/library.py); the server binds to 127.0.0.1 and refuses any other address without a
+password; it serves no file but Gradio's own cache, kept in the data directory.
 """
 
 from __future__ import annotations
 
-import hashlib
-import html
 import logging
 import os
-import re
-import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -35,176 +25,38 @@ from typing import Any
 
 import gradio as gr
 
-from rag.citations import MARKER
+from rag.config import ANSWER_LANGUAGES
 from rag.errors import ConfigError, RagChatError, UnsupportedDocument
-from rag.loaders import SUPPORTED_SUFFIXES, display_path
+from rag.loaders import SUPPORTED_SUFFIXES
 from rag.markup import strip_markup
 from rag.pipeline import Chatbot
-from rag.refusal import explain
-from rag.support import with_markers
-from rag.types import Answer, Chunk, Citation
+from rag.retrieval import MODES
+from rag.types import Answer
+from ui import evaluate, library, preferences
+from ui.conversations import Conversations
 from ui.guard import Guard, is_loopback_host
+from ui.library import MAX_UPLOAD_BYTES, save_upload, upload_dir
+from ui.render import (
+    CSS,
+    answer_html,
+    answer_messages,
+    escape,
+    escape_answer,
+    escape_html,
+    shown,
+    source_message,
+)
+
+__all__ = ["build_app", "launch", "save_upload", "source_message", "escape", "answer_html"]
 
 log = logging.getLogger(__name__)
 
 CHAT_CONCURRENCY = 8  # questions in progress at once (see build_app)
-MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # per file; larger files: `ragchat ingest`
-# every character Markdown, GFM autolinks (`:` `/` `@` `www.`), HTML or LaTeX (`$`) reads
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~&:/@$=\"'])")
 
 
-def escape(text: str) -> str:
-    """Text from a document or the model, made inert for the chat's Markdown and HTML
-    rendering: shown as written, never a link, an image or a tag."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
-
-
-def escape_answer(text: str) -> str:
-    """The model's text made inert like `escape`, its `[n]` citation markers kept as such."""
-    parts, last = [], 0
-    for m in MARKER.finditer(text):
-        parts += [escape(text[last : m.start()]), m.group(0)]
-        last = m.end()
-    return "".join([*parts, escape(text[last:])])
-
-
-def escape_html(text: str) -> str:
-    """Text for a place that renders HTML (Gradio's warnings) shown as written."""
-    return html.escape(text, quote=False)
-
-
-def source_message(citation: Citation) -> dict[str, Any]:
-    """One collapsible chat entry showing the cited passage, the quote highlighted."""
-    chunk = citation.chunk
-    page = f" · page {chunk.page}" if chunk.page else ""
-    body = (
-        escape(chunk.text[: citation.start])
-        + "<mark>"
-        + escape(citation.quote)
-        + "</mark>"
-        + escape(chunk.text[citation.end :])
-    )
-    return {
-        "role": "assistant",
-        "content": body,
-        "metadata": {"title": f"[{citation.n}] {escape(chunk.title)}{page}", "status": "done"},
-    }
-
-
-def passage_message(n: int, chunk: Chunk, label: str = "") -> dict[str, Any]:
-    """A collapsible chat entry showing a passage that was not cited (a refusal's closest)."""
-    page = f" · page {chunk.page}" if chunk.page else ""
-    return {
-        "role": "assistant",
-        "content": escape(chunk.text),
-        "metadata": {"title": f"{label}{n}. {escape(chunk.title)}{page}", "status": "done"},
-    }
-
-
-def answer_markdown(answer: Answer) -> str:
-    """The answer as shown: sentences no passage supports are marked as such, and a rewritten
-    follow-up question is shown above the answer."""
-    if answer.sentences and not answer.refused:
-        parts = [
-            escape_answer(with_markers(s.text, s.citations))
-            if s.supported
-            else f"⚠️ *{escape(s.text)}* _(not supported by the passages)_"
-            for s in answer.sentences
-        ]
-        body = " ".join(parts)
-    else:
-        body = escape_answer(answer.text)
-    reasons = explain(answer.signals)
-    if reasons:
-        body += "\n\n" + " ".join(f"*{escape(r)}*" for r in reasons)
-    if answer.rewritten and answer.rewritten != answer.question:
-        body = f"*Searched for:* {escape(answer.rewritten)}\n\n{body}"
-    return body
-
-
-def answer_messages(answer: Answer) -> list[dict[str, Any]]:
-    """The entries below an answer: its citations, or a refusal's closest passages."""
-    if answer.refused:
-        return [passage_message(h.rank, h.chunk, "Closest passage ") for h in answer.hits[:3]]
-    return [source_message(c) for c in answer.citations]
-
-
-def conversation(history: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The user questions and assistant answers of the chat (sources left out), as text."""
-    turns = []
-    for m in history:
-        if m.get("metadata") or m.get("role") not in ("user", "assistant"):
-            continue
-        content = m.get("content")
-        if isinstance(content, list):  # Gradio 6 message parts
-            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-        if isinstance(content, str) and content.strip():
-            turns.append({"role": str(m["role"]), "content": content})
-    return turns
-
-
-def documents_table(bot: Chatbot) -> list[list[Any]]:
-    try:
-        return [[d["title"], d["chunks"], d["name"], d["doc_id"]] for d in bot.documents()]
-    except RagChatError as e:
-        gr.Warning(escape_html(str(e)))
-        return []
-
-
-def library(bot: Chatbot) -> tuple[list[list[Any]], Any]:
-    """The documents table and the choices of the remove control, read once."""
-    rows = documents_table(bot)
-    choices = [(f"{name} ({passages} passages)", doc_id) for _, passages, name, doc_id in rows]
-    return [row[:3] for row in rows], gr.Dropdown(choices=choices, value=None)
-
-
-def added(bot: Chatbot, status: str) -> tuple[Any, ...]:
-    """What the upload event shows: the table, the upload box emptied, the status, the remove
-    control's choices."""
-    rows, choices = library(bot)
-    return rows, None, status, choices
-
-
-def upload_dir(bot: Chatbot) -> Path:
-    return Path(bot.settings.data_dir) / "uploads"
-
-
-def save_upload(src: str, dest_dir: Path, max_bytes: int = MAX_UPLOAD_BYTES) -> Path:
-    """Copy an uploaded file into `dest_dir` (in the data directory) as `<key>/<name>`.
-
-    The key is a hash of the file's content: an upload never replaces a document it did not
-    create (another file of the same name is kept beside it; the same file uploaded again is
-    found unchanged), and replacing a document is an explicit removal first. The name keeps
-    only letters, digits, `_ - . space` of the original, so no name can reach outside
-    `dest_dir`. Files of another type than the loaders read, or over `max_bytes`, are
-    refused with UnsupportedDocument."""
-    original = Path(src).name
-    suffix = Path(original).suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        accepted = ", ".join(sorted(SUPPORTED_SUFFIXES))
-        raise UnsupportedDocument(display_path(original), f"not accepted: upload one of {accepted}")
-    size = os.path.getsize(src)
-    if size > max_bytes:
-        raise UnsupportedDocument(
-            display_path(original),
-            f"too large to upload ({size / 2**20:.0f} MiB, the limit is {max_bytes / 2**20:.0f} "
-            "MiB): add it with `ragchat ingest FILE` instead",
-        )
-    stem = re.sub(r"[^\w\- ]", "_", Path(original).stem).strip(" ._")[:80] or "upload"
-    digest = hashlib.sha256()
-    with open(src, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    key = digest.hexdigest()[:16]
-    root = dest_dir.resolve()
-    dest = root / key / f"{stem}{suffix}"
-    if not dest.resolve().is_relative_to(root):  # cannot happen with the names above
-        raise UnsupportedDocument(display_path(original), "refused: unsafe file name")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(f".{dest.name}.partial")
-    shutil.copyfile(src, partial)
-    os.replace(partial, dest)
-    return dest
+def user_of(request: gr.Request | None) -> str:
+    """Who is asking: the signed-in user with --auth, "" on a loopback chat without one."""
+    return str(getattr(request, "username", None) or "")
 
 
 def keep_gradio_files_in(data_dir: str | Path) -> Path:
@@ -218,58 +70,266 @@ def keep_gradio_files_in(data_dir: str | Path) -> Path:
     return cache
 
 
-def build_app(
-    bot: Chatbot, max_upload_bytes: int = MAX_UPLOAD_BYTES, readiness: Readiness | None = None
-) -> gr.Blocks:
-    """The page. With `readiness` (from warm_up), it shows the models' loading status until
-    they are loaded."""
-    keep_gradio_files_in(bot.settings.data_dir)
+class Session:
+    """What the page's events share: the Chatbot, one Chatbot per other answer model chosen
+    in Settings (each keeps its model loaded), and the conversations."""
 
-    def respond(message: str, history: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+    def __init__(self, bot: Chatbot) -> None:
+        self.bot = bot
+        self.by_model: dict[str, Chatbot] = {}
+        self._lock = threading.Lock()
+        self.db = Path(bot.settings.data_dir) / "conversations.sqlite3"
+
+    def conversations(self, request: gr.Request | None) -> Conversations:
+        return Conversations(self.db, user_of(request))
+
+    def bot_for(self, request: gr.Request | None) -> Chatbot:
+        """The Chatbot for the user's settings (ui/preferences.py)."""
+        chosen = preferences.load(self.bot.settings, user_of(request))
+        base = self.bot
+        if chosen.llm != self.bot.settings.llm:
+            with self._lock:
+                if chosen.llm not in self.by_model:
+                    self.by_model[chosen.llm] = self.bot.configured(llm=chosen.llm)
+                base = self.by_model[chosen.llm]
+        return base.configured(
+            top_k=chosen.top_k, retrieval=chosen.retrieval, answer_language=chosen.answer_language
+        )
+
+
+def _conversation_choices(convs: Conversations) -> list[tuple[str, int]]:
+    return [(c.title, c.id) for c in convs.list()]
+
+
+def chat_tab(session: Session) -> OnLoad:
+    """Conversations beside the chat, the question box with Ask and Stop."""
+    with gr.Row():
+        with gr.Column(scale=1, min_width=230):
+            new = gr.Button("New chat", elem_id="new-chat")
+            picked = gr.Radio(
+                label="Conversations", choices=[], elem_id="conversations", interactive=True
+            )
+            name = gr.Textbox(label="Name", elem_id="conversation-name", max_lines=1)
+            with gr.Row():
+                rename = gr.Button("Rename", size="sm", elem_id="rename")
+                export = gr.Button("Export", size="sm", elem_id="export")
+                delete = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-chat")
+            sure = gr.Button(
+                "Delete this conversation for good",
+                variant="stop",
+                visible=False,
+                elem_id="delete-chat-confirm",
+            )
+            exported = gr.File(label="Markdown", visible=False, elem_id="exported")
+        with gr.Column(scale=4):
+            chat = gr.Chatbot(
+                label="Chat",
+                elem_id="chat",
+                height="72vh",
+                group_consecutive_messages=False,
+                # the answer is ragchat's HTML over escaped text (ui/render.py); Gradio strips
+                # scripts and event handlers from anything else (tests/test_security.py)
+                sanitize_html=True,
+            )
+            with gr.Row():
+                box = gr.Textbox(
+                    placeholder="Ask a question, in any language…",
+                    show_label=False,
+                    scale=5,
+                    elem_id="question",
+                    autofocus=True,
+                )
+                send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+                stop = gr.Button("Stop", scale=1, elem_id="stop", variant="stop")
+    current = gr.State(None)  # the open conversation's id
+
+    def respond(message: str, history: list[dict[str, Any]], conv: int | None, request: gr.Request):  # type: ignore[no-untyped-def]
         message = (message or "").strip()
+        convs = session.conversations(request)
         if not message:
-            yield history, ""
+            yield history, "", conv, gr.Radio()
             return
-        messages = [*conversation(history), {"role": "user", "content": message}]
+        try:
+            bot = session.bot_for(request)
+            if conv is None:
+                conv = convs.create().id
+            messages = [*convs.messages(conv), {"role": "user", "content": message}]
+        except RagChatError as e:
+            gr.Warning(escape_html(str(e)))
+            yield history, message, conv, gr.Radio()
+            return
         history = [
             *history,
-            {"role": "user", "content": message},
+            {"role": "user", "content": escape(message)},
             {"role": "assistant", "content": ""},
         ]
-        yield history, ""
+        yield history, "", conv, gr.Radio()
+        stream = bot.stream_chat(messages)
+        answer: Answer | None = None
+        streamed = ""
         try:
-            answer: Answer | None = None
-            streamed = ""
-            for piece in bot.stream_chat(messages):
+            for piece in stream:
                 if isinstance(piece, Answer):
                     answer = piece
                 else:  # shown as text, its markup left out, until the checked answer
                     streamed += piece
                     history[-1]["content"] = escape_answer(strip_markup(streamed).text)
-                    yield history, ""
+                    yield history, "", conv, gr.Radio()
         except RagChatError as e:
             history[-1]["content"] = escape(str(e))
             gr.Warning(escape_html(str(e)))
-            yield history, ""
+            yield history, "", conv, gr.Radio()
             return
+        finally:  # Stop closes this generator: the model's generation ends with it
+            stream.close()
         assert answer is not None
-        history[-1]["content"] = answer_markdown(answer)
+        convs.add(conv, answer)
+        history[-1]["content"] = answer_html(answer)
         history.extend(answer_messages(answer))
-        yield history, ""
+        yield history, "", conv, gr.Radio(choices=_conversation_choices(convs), value=conv)
 
-    def ingest_uploads(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> Any:
-        if not files:
+    def opened(conv: int | None, request: gr.Request):  # type: ignore[no-untyped-def]
+        convs = session.conversations(request)
+        if conv is None:
+            return [], None, ""
+        try:
+            return shown(convs.answers(conv)), conv, convs.get(conv).title
+        except RagChatError as e:
+            gr.Warning(escape_html(str(e)))
+            return [], None, ""
+
+    def start(request: gr.Request):  # type: ignore[no-untyped-def]
+        """On load: the conversations, the last one used opened."""
+        convs = session.conversations(request)
+        listed = _conversation_choices(convs)
+        conv = listed[0][1] if listed else None
+        history, conv, title = opened(conv, request)
+        return gr.Radio(choices=listed, value=conv), history, conv, title
+
+    def new_chat():  # type: ignore[no-untyped-def]
+        return [], None, "", gr.Radio(value=None)
+
+    def renamed(conv: int | None, title: str, request: gr.Request):  # type: ignore[no-untyped-def]
+        convs = session.conversations(request)
+        if conv is None:
+            gr.Warning("Open a conversation first, then rename it.")
+            return gr.Radio()
+        try:
+            convs.rename(conv, title)
+        except RagChatError as e:
+            gr.Warning(escape_html(str(e)))
+        return gr.Radio(choices=_conversation_choices(convs), value=conv)
+
+    def deleted(conv: int | None, request: gr.Request):  # type: ignore[no-untyped-def]
+        convs = session.conversations(request)
+        if conv is not None:
+            try:
+                convs.delete(conv)
+            except RagChatError as e:
+                gr.Warning(escape_html(str(e)))
+        listed = _conversation_choices(convs)
+        return gr.Radio(choices=listed, value=None), [], None, "", gr.Button(visible=False)
+
+    def exported_file(conv: int | None, request: gr.Request):  # type: ignore[no-untyped-def]
+        convs = session.conversations(request)
+        if conv is None:
+            gr.Warning("Open a conversation first, then export it.")
+            return gr.File(visible=False)
+        folder = Path(session.bot.settings.data_dir) / "exports"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"conversation-{conv}.md"
+        path.write_text(convs.markdown(conv), encoding="utf-8")
+        return gr.File(value=str(path), visible=True)
+
+    # Up to CHAT_CONCURRENCY questions are in progress at once: their retrieval runs side
+    # by side, and the generator lets one of them generate at a time (a llama.cpp context
+    # is not thread-safe; a model server takes several).
+    events = [
+        trigger(
+            respond,
+            [box, chat, current],
+            [chat, box, current, picked],
+            concurrency_limit=CHAT_CONCURRENCY,
+            concurrency_id="chat",
+        )
+        for trigger in (box.submit, send.click)
+    ]
+    stop.click(None, None, None, cancels=events)
+    picked.input(opened, [picked], [chat, current, name])
+    new.click(new_chat, None, [chat, current, name, picked])
+    rename.click(renamed, [current, name], [picked])
+    delete.click(lambda: gr.Button(visible=True), None, [sure])
+    sure.click(deleted, [current], [picked, chat, current, name, sure])
+    export.click(exported_file, [current], [exported])
+    return start, [picked, chat, current, name]
+
+
+def library_tab(session: Session, max_upload_bytes: int) -> OnLoad:
+    """The documents: search, the table, remove (confirmed), read again, add."""
+    bot = session.bot
+    search = gr.Textbox(
+        label="Search documents", placeholder="title or file name", elem_id="doc-search"
+    )
+    docs = gr.Dataframe(
+        headers=library.HEADERS,
+        label="Documents",
+        interactive=False,
+        elem_id="documents",
+        wrap=False,
+    )
+    with gr.Row():
+        chosen = gr.Dropdown(
+            label="Document",
+            choices=[],
+            allow_custom_value=True,  # bot.delete takes exact ids only
+            elem_id="remove-choice",
+            scale=3,
+        )
+        again = gr.Button("Read again", elem_id="reingest", scale=1)
+        remove = gr.Button("Remove", elem_id="remove", scale=1, variant="stop")
+    sure = gr.Button(
+        "Remove this document for good", variant="stop", visible=False, elem_id="remove-confirm"
+    )
+    status = gr.Markdown(elem_id="ingest-status")
+    skipped = gr.Markdown(elem_id="skipped")
+    files = gr.File(
+        label="Add documents",
+        file_count="multiple",
+        file_types=sorted(SUPPORTED_SUFFIXES),
+        elem_id="upload",
+    )
+    add = gr.Button("Add to library", elem_id="add", variant="primary")
+
+    def listing(query: str = "") -> tuple[Any, Any, str]:
+        try:
+            documents = bot.documents()
+        except RagChatError as e:
+            gr.Warning(escape_html(str(e)))
+            documents = []
+        problems = library.last_skipped(bot)
+        kept = ""
+        if problems:
+            kept = "**Skipped in the last upload:**\n\n" + "\n".join(
+                f"- {escape(p['file'])}: {escape(p['reason'])}" for p in problems
+            )
+        return (
+            library.rows(documents, query or ""),
+            gr.Dropdown(choices=library.choices(documents), value=None),
+            kept,
+        )
+
+    def ingest_uploads(paths: list[str] | None, progress: gr.Progress = gr.Progress()):  # type: ignore[no-untyped-def]
+        query = ""  # the whole list after an upload, so the new documents show
+        if not paths:
             gr.Warning("Choose files to add first.")
-            return added(bot, "")
-        progress(0, desc="Reading files")
+            return *listing(query), None, ""
         saved: list[Path] = []
         refused: list[UnsupportedDocument] = []
-        for f in files:
+        for f in paths:
             try:
                 saved.append(save_upload(f, upload_dir(bot), max_upload_bytes))
             except UnsupportedDocument as e:
                 refused.append(e)
-
         read = {"done": 0, "total": len(saved)}
 
         def report_progress(done: int, total: int, path: str) -> None:
@@ -287,73 +347,120 @@ def build_app(
             report = bot.ingest(saved, progress=report_progress, embedding=report_embedding)
         except RagChatError as e:
             gr.Warning(escape_html(str(e)))
-            return added(bot, "")
-        problems = [(e.path, e.reason) for e in refused]
-        problems += [(s.path, s.reason) for s in report.skipped]
-        lines = [
-            f"Added {report.documents} documents ({report.chunks} passages); "
-            f"{report.unchanged} unchanged."
+            return *listing(query), None, ""
+        problems = [(e.path, e.reason) for e in refused] + [
+            (s.path, s.reason) for s in report.skipped
         ]
-        lines += [f"Skipped {Path(path).name}: {reason}" for path, reason in problems]
-        for line in lines[1:]:
-            gr.Warning(escape_html(line))
-        return added(bot, "\n\n".join(escape(line) for line in lines))
+        library.keep_skipped(bot, problems)
+        line = (
+            f"Added {report.documents} documents ({report.chunks} passages); "
+            f"{report.unchanged} unchanged; {len(problems)} skipped."
+        )
+        return *listing(query), None, escape(line)
 
-    def remove_document(doc_id: str | None) -> Any:
+    def removed(doc_id: str | None, query: str):  # type: ignore[no-untyped-def]
         """The explicit way to replace a document: remove it, then add the new version."""
         if not doc_id:
             gr.Warning("Choose a document to remove first.")
-            return *library(bot), ""
+            return *listing(query), "", gr.Button(visible=False)
         try:
-            removed = bot.delete(doc_id)
+            n = bot.delete(doc_id)
+            done = f"Removed {n} passages of {escape(doc_id)}."
         except RagChatError as e:
             gr.Warning(escape_html(str(e)))
-            return *library(bot), ""
-        return *library(bot), f"Removed {removed} passages of {escape(doc_id)}."
+            done = ""
+        return *listing(query), done, gr.Button(visible=False)
 
-    def run_evaluation(
-        path: str | None,
-        limit: float | None,
-        retrieval_only: bool,
-        progress: gr.Progress = gr.Progress(),
-    ) -> tuple[str, str]:
-        from rag.evaluate import evaluate
-
-        if not path:
-            gr.Warning("Choose a test set (.jsonl) first.")
-            return "", ""
-        run_dir = Path(bot.settings.data_dir) / "runs" / time.strftime("%Y%m%d-%H%M%S-ui")
-
-        def report_progress(done: int, total: int, shown: dict[str, float]) -> None:
-            figures = ", ".join(f"{k} {v:.3f}" for k, v in shown.items())
-            progress((done, total), desc=f"{done}/{total} questions; {figures}")
-
+    def read_again(doc_id: str | None, query: str):  # type: ignore[no-untyped-def]
+        if not doc_id:
+            gr.Warning("Choose a document to read again first.")
+            return *listing(query), ""
         try:
-            result = evaluate(
-                path,
-                bot,
-                retrieval_only=retrieval_only,
-                out_dir=run_dir,
-                limit=int(limit) if limit else None,
-                progress=report_progress,
-                run_info={"name": Path(path).name},
-            )
+            done = library.reingest(bot, doc_id)
         except RagChatError as e:
             gr.Warning(escape_html(str(e)))
-            return escape(str(e)), ""
-        report = (run_dir / "report.html").read_text(encoding="utf-8")
-        frame = (
-            f'<iframe title="evaluation report" srcdoc="{html.escape(report, quote=True)}" '
-            'style="width:100%;height:900px;border:0"></iframe>'
-        )
-        done = f"{len(result.rows)} questions evaluated; run saved in `{run_dir}`."
-        return done, frame
+            done = ""
+        return *listing(query), escape(done)
 
+    shown_now = [docs, chosen, skipped]
+    add_outputs = [*shown_now, files, status]
+    search.change(listing, [search], shown_now, queue=False)
+    add.click(
+        ingest_uploads,
+        [files],
+        add_outputs,
+        concurrency_limit=1,
+        concurrency_id="ingest",
+    )
+    remove.click(lambda: gr.Button(visible=True), None, [sure])
+    sure.click(removed, [chosen, search], [*shown_now, status, sure], concurrency_id="ingest")
+    again.click(read_again, [chosen, search], [*shown_now, status], concurrency_id="ingest")
+    return (lambda: listing("")), shown_now
+
+
+def settings_tab(session: Session) -> OnLoad:
+    """The answer model, top_k, retrieval mode and answer language, saved per user."""
+    settings = session.bot.settings
+    started = preferences.Preferences.of(settings)
+    model = gr.Dropdown(
+        label="Answer model (a .gguf of the models folder, or openai:http://host:port/v1)",
+        choices=preferences.models(settings, started.llm),
+        value=started.llm,
+        allow_custom_value=True,
+        elem_id="set-model",
+    )
+    top_k = gr.Number(
+        label="Passages retrieved (top_k)", value=started.top_k, precision=0, elem_id="set-top-k"
+    )
+    retrieval = gr.Radio(
+        label="Retrieval", choices=list(MODES), value=started.retrieval, elem_id="set-retrieval"
+    )
+    language = gr.Dropdown(
+        label="Answer language (auto: the question's)",
+        choices=list(ANSWER_LANGUAGES),
+        value=started.answer_language,
+        elem_id="set-language",
+    )
+    save = gr.Button("Save settings", variant="primary", elem_id="set-save")
+    status = gr.Markdown(elem_id="set-status")
+
+    def saved(llm: str, k: float, mode: str, lang: str, request: gr.Request) -> str:
+        try:
+            chosen = preferences.Preferences(llm, k, mode, lang).checked(settings)  # type: ignore[arg-type]
+        except ConfigError as e:
+            gr.Warning(escape_html(str(e)))
+            return f"⚠️ {escape(str(e))}"
+        preferences.save(settings, chosen, user_of(request))
+        note = ""
+        if chosen.llm != settings.llm and chosen.llm not in session.by_model:
+            note = " The model loads with the next answer (a minute or so)."
+        return escape(f"Saved: the next answer uses these settings.{note}")
+
+    def loaded(request: gr.Request):  # type: ignore[no-untyped-def]
+        p = preferences.load(settings, user_of(request))
+        return p.llm, p.top_k, p.retrieval, p.answer_language
+
+    save.click(saved, [model, top_k, retrieval, language], [status])
+    return loaded, [model, top_k, retrieval, language]
+
+
+# what a tab runs when the page loads: a function and the components it fills
+OnLoad = tuple[Any, list[Any]]
+
+
+def build_app(
+    bot: Chatbot, max_upload_bytes: int = MAX_UPLOAD_BYTES, readiness: Readiness | None = None
+) -> gr.Blocks:
+    """The page. With `readiness` (from warm_up), it shows the models' loading status until
+    they are loaded."""
+    keep_gradio_files_in(bot.settings.data_dir)
+    session = Session(bot)
     # no telemetry: Gradio would otherwise report the launch to its servers
     with gr.Blocks(title="ragchat", delete_cache=(3600, 3600), analytics_enabled=False) as demo:
+        gr.HTML(f"<style>{CSS}</style>", padding=False)
         gr.Markdown(
-            "## ragchat — ask your documents\nAnswers cite their passages as [1], [2]; "
-            "open a source below an answer to read the passage."
+            "## ragchat — ask your documents\nAnswers cite their passages as [1], [2]: "
+            "select a number to read the passage, its quote highlighted."
         )
         if readiness is not None:
             model_status = gr.Markdown(readiness.message, elem_id="model-status")
@@ -364,109 +471,17 @@ def build_app(
                 [model_status, poll],
                 queue=False,
             )
+        on_load = []
         with gr.Tab("Chat"):
-            with gr.Row():
-                with gr.Column(scale=3):
-                    chat = gr.Chatbot(
-                        label="Chat",
-                        elem_id="chat",
-                        height="75vh",
-                        group_consecutive_messages=False,
-                        # the answer is Markdown from the model, which documents can steer:
-                        # Gradio strips scripts and event handlers from it (tests/test_security.py)
-                        sanitize_html=True,
-                    )
-                    with gr.Row():
-                        box = gr.Textbox(
-                            placeholder="Ask a question, in any language…",
-                            show_label=False,
-                            scale=5,
-                            elem_id="question",
-                            autofocus=True,
-                        )
-                        send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-                with gr.Column(scale=2):
-                    files = gr.File(
-                        label="Add documents",
-                        file_count="multiple",
-                        file_types=sorted(SUPPORTED_SUFFIXES),
-                        elem_id="upload",
-                    )
-                    add = gr.Button("Add to library", elem_id="add")
-                    status = gr.Markdown(elem_id="ingest-status")
-                    docs = gr.Dataframe(
-                        headers=["title", "passages", "file"],
-                        label="Documents",
-                        interactive=False,
-                        elem_id="documents",
-                        wrap=True,
-                    )
-                    # an upload never replaces a document: replacing one is removing it first
-                    with gr.Row():
-                        to_remove = gr.Dropdown(
-                            label="Remove a document",
-                            choices=[],
-                            allow_custom_value=True,  # bot.delete takes exact ids only
-                            elem_id="remove-choice",
-                            scale=3,
-                        )
-                        remove = gr.Button("Remove", elem_id="remove", scale=1)
+            on_load.append(chat_tab(session))
+        with gr.Tab("Library"):
+            on_load.append(library_tab(session, max_upload_bytes))
+        with gr.Tab("Settings"):
+            on_load.append(settings_tab(session))
         with gr.Tab("Evaluate"):
-            gr.Markdown(
-                "Run a test set (JSONL: `id`, `question`, `answers`, `context_id`, "
-                "`unanswerable`) against the documents in the store."
-            )
-            with gr.Row():
-                test_set = gr.File(
-                    label="Test set (.jsonl)", file_types=[".jsonl"], elem_id="eval-file"
-                )
-                with gr.Column():
-                    limit = gr.Number(
-                        label="Questions (first N; 0 = all)",
-                        value=20,
-                        precision=0,
-                        minimum=0,
-                        elem_id="eval-limit",
-                    )
-                    retrieval_only = gr.Checkbox(
-                        label="Retrieval only (no model, fast)", elem_id="eval-retrieval-only"
-                    )
-                    run_eval = gr.Button("Run evaluation", variant="primary", elem_id="eval-run")
-            eval_status = gr.Markdown(elem_id="eval-status")
-            eval_report = gr.HTML(elem_id="eval-report")
-        # Up to CHAT_CONCURRENCY questions are in progress at once: their retrieval runs side
-        # by side, and the generator lets one of them generate at a time (a llama.cpp context
-        # is not thread-safe; a model server takes several).
-        for trigger in (box.submit, send.click):
-            trigger(
-                respond,
-                [box, chat],
-                [chat, box],
-                concurrency_limit=CHAT_CONCURRENCY,
-                concurrency_id="chat",
-            )
-        run_eval.click(
-            run_evaluation,
-            [test_set, limit, retrieval_only],
-            [eval_status, eval_report],
-            concurrency_limit=1,
-            concurrency_id="eval",
-        )
-        add.click(
-            ingest_uploads,
-            [files],
-            [docs, files, status, to_remove],
-            concurrency_limit=1,
-            concurrency_id="ingest",
-        )
-        remove.click(
-            remove_document,
-            [to_remove],
-            [docs, to_remove, status],
-            concurrency_limit=1,
-            concurrency_id="ingest",
-        )
-        demo.load(lambda: library(bot), None, [docs, to_remove])
+            evaluate.tab(bot)
+        for fn, outputs in on_load:
+            demo.load(fn, None, outputs)
     return demo
 
 

@@ -239,7 +239,9 @@ class ChromaStore:
 
     def documents(self) -> list[dict[str, Any]]:
         """One entry per document: doc_id, title, name (None when not stored), source,
-        chunks."""
+        chunks, pages (the last page a chunk is on; None without pages), added (when it was
+        ingested, seconds since the epoch; None before this was kept), size (the file's
+        bytes; None when unknown)."""
         docs: dict[str, dict[str, Any]] = {}
         total = self.count()
         for offset in range(0, total, _PAGE):
@@ -254,9 +256,15 @@ class ChromaStore:
                         "name": meta.get("name"),
                         "source": meta.get("source", ""),
                         "chunks": 0,
+                        "pages": None,
+                        "added": meta.get("added"),
+                        "size": meta.get("size"),
                     },
                 )
                 entry["chunks"] += 1
+                page = meta.get("page")
+                if isinstance(page, int) and page > 0:
+                    entry["pages"] = max(entry["pages"] or 0, page)
         return sorted(docs.values(), key=lambda d: str(d["title"]).lower())
 
     def count(self) -> int:
