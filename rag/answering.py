@@ -259,7 +259,7 @@ class Answerer:
             named = prompts.parse_quoted(ids + f"\n{prompts.QUOTE_ANSWER} -").ids
             if not named:
                 return
-            named = self._narrowed(query, evidence, named)
+            named = tuple(self._narrowed(query, evidence, named))
             shown = [found for i in named if (found := evidence.line(i)) is not None]
             quote = prompts.quote_lines(
                 [(ln.id, b.hit.chunk.text[ln.start : ln.end]) for b, ln in shown]

@@ -109,7 +109,7 @@ def pack(
     sentence that fits (never mid-sentence), and the rest are left out."""
     fixed = count_tokens(system_prompt(language)) + TEMPLATE_TOKENS
     fixed += count_tokens(build_messages(question, [], language)[1]["content"])
-    used, packed = fixed, []
+    used, packed = fixed, list[Hit]()
     for hit in hits:
         cost = count_tokens(format_passages([hit])) + 2  # the blank line between passages
         if used + cost <= budget:

@@ -65,8 +65,8 @@ def test_conversations_are_kept_renamed_exported_and_deleted_per_owner(
     conv = alice.create()
     scripted.enqueue(f"{NAMES} [{gold(scripted_bot)}].")
     alice.add(conv.id, scripted_bot.ask(QUESTION))
-    assert [c.title for c in Conversations(db, "alice").list()] == [QUESTION]  # named by it
-    assert bob.list() == []
+    assert [c.title for c in Conversations(db, "alice").listed()] == [QUESTION]  # named by it
+    assert bob.listed() == []
     with pytest.raises(ConfigError, match="No conversation"):
         bob.delete(conv.id)  # another person's cannot be reached
     assert alice.messages(conv.id)[0] == {"role": "user", "content": QUESTION}
@@ -77,7 +77,7 @@ def test_conversations_are_kept_renamed_exported_and_deleted_per_owner(
     with pytest.raises(ConfigError, match="cannot be empty"):
         alice.rename(conv.id, "  ")
     alice.delete(conv.id)
-    assert alice.list() == []
+    assert alice.listed() == []
 
 
 def test_exported_markdown_keeps_document_markup_inert(tmp_path: Path) -> None:
@@ -227,7 +227,7 @@ def test_browser_conversation_renamed_exported_and_deleted(app_for: Any, tmp_pat
         page.locator("#delete-chat").click()
         page.locator("#delete-chat-confirm").click()
         expect(page.locator("#conversations")).not_to_contain_text("Trip", timeout=30_000)
-    assert Conversations(Path(bot.settings.data_dir) / "conversations.sqlite3").list() == []
+    assert Conversations(Path(bot.settings.data_dir) / "conversations.sqlite3").listed() == []
 
 
 def test_browser_answer_stopped_mid_stream(app_for: Any) -> None:

@@ -98,7 +98,7 @@ class Session:
 
 
 def _conversation_choices(convs: Conversations) -> list[tuple[str, int]]:
-    return [(c.title, c.id) for c in convs.list()]
+    return [(c.title, c.id) for c in convs.listed()]
 
 
 def chat_tab(session: Session) -> OnLoad:
@@ -181,7 +181,9 @@ def chat_tab(session: Session) -> OnLoad:
             yield history, "", conv, gr.Radio()
             return
         finally:  # Stop closes this generator: the model's generation ends with it
-            stream.close()
+            close = getattr(stream, "close", None)
+            if callable(close):
+                close()
         assert answer is not None
         convs.add(conv, answer)
         history[-1]["content"] = answer_html(answer)
@@ -254,7 +256,7 @@ def chat_tab(session: Session) -> OnLoad:
         )
         for trigger in (box.submit, send.click)
     ]
-    stop.click(None, None, None, cancels=events)
+    stop.click(None, None, None, cancels=events)  # type: ignore[arg-type]
     picked.input(opened, [picked], [chat, current, name])
     new.click(new_chat, None, [chat, current, name, picked])
     rename.click(renamed, [current, name], [picked])

@@ -83,7 +83,7 @@ class Conversations:
             )
             return Conversation(int(cur.lastrowid or 0), _title(title), now, now)
 
-    def list(self) -> list[Conversation]:
+    def listed(self) -> list[Conversation]:
         """The owner's conversations, the last one used first."""
         with self._db() as db:
             rows = db.execute(

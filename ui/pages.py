@@ -34,7 +34,7 @@ def page_image(path: str | Path, page: int, quote: str = "") -> str | None:
 @functools.lru_cache(maxsize=32)
 def _render(path: str, mtime: float, page: int, quote: str) -> str | None:
     try:
-        import pypdfium2 as pdfium
+        import pypdfium2 as pdfium  # type: ignore[import-untyped]
         from PIL import ImageDraw
 
         pdf = pdfium.PdfDocument(path)
