@@ -30,6 +30,7 @@ from rag.citations import clean_markers
 from rag.errors import ConfigError
 from rag.language import detect_language
 from rag.pipeline import Chatbot
+from rag.records import sentence_records
 from rag.types import Answer, Chunk, Hit
 
 log = logging.getLogger(__name__)
@@ -195,15 +196,7 @@ def score_answer(q: EvalQuestion, answer: Answer) -> dict[str, Any]:
         "signals": list(answer.signals),
         "completion_tokens": answer.usage.get("completion_tokens"),
         "raw": answer.raw,
-        "sentences": [
-            {
-                "text": s.text,
-                "citations": list(s.citations),
-                "supported": s.supported,
-                "support": s.support,
-            }
-            for s in answer.sentences
-        ],
+        "sentences": sentence_records(answer),
         "question_lang": answer.language,
     }
     if not answer.refused:

@@ -31,6 +31,18 @@ def hit_record(hit: Hit) -> dict[str, Any]:
     }
 
 
+def sentence_records(answer: Answer) -> list[dict[str, Any]]:
+    return [
+        {
+            "text": s.text,
+            "citations": list(s.citations),
+            "supported": s.supported,
+            "support": s.support,
+        }
+        for s in answer.sentences
+    ]
+
+
 def answer_record(answer: Answer) -> dict[str, Any]:
     return {
         "question": answer.question,
@@ -55,15 +67,7 @@ def answer_record(answer: Answer) -> dict[str, Any]:
             }
             for c in answer.citations
         ],
-        "sentences": [
-            {
-                "text": s.text,
-                "citations": list(s.citations),
-                "supported": s.supported,
-                "support": s.support,
-            }
-            for s in answer.sentences
-        ],
+        "sentences": sentence_records(answer),
         "hits": [hit_record(h) for h in answer.hits],
         "timings": {k: round(v, 3) for k, v in answer.timings.items()},
         "usage": answer.usage,

@@ -175,16 +175,22 @@ def last_answer(page: Any) -> Any:
     return page.locator("#chat .answer").last
 
 
-def test_browser_conversation_is_resumed_after_a_restart_and_followed_up(
-    app_for: Any, tmp_path: Path
-) -> None:
+def answered(app_for: Any, page: Any) -> Chatbot:
+    """Serve a scripted Chatbot and ask it the sample question on `page`, until answered."""
     scripted = ScriptedGenerator()
     url, bot = app_for(scripted)
     scripted.enqueue(f"{NAMES} [{gold(bot)}].")
+    page.goto(url)
+    ask(page, QUESTION)
+    last_answer(page).get_by_text(NAMES).wait_for(timeout=60_000)
+    return bot
+
+
+def test_browser_conversation_is_resumed_after_a_restart_and_followed_up(
+    app_for: Any, tmp_path: Path
+) -> None:
     with browser_page() as page:
-        page.goto(url)
-        ask(page, QUESTION)
-        last_answer(page).get_by_text(NAMES).wait_for(timeout=60_000)
+        answered(app_for, page)
     again = ScriptedGenerator("When did Hammouchi visit the United States?", "NOT_FOUND")
     url, bot = app_for(again)  # a new server over the same data directory
     with browser_page() as page:
@@ -208,13 +214,8 @@ def test_browser_conversation_is_resumed_after_a_restart_and_followed_up(
 
 
 def test_browser_conversation_renamed_exported_and_deleted(app_for: Any, tmp_path: Path) -> None:
-    scripted = ScriptedGenerator()
-    url, bot = app_for(scripted)
-    scripted.enqueue(f"{NAMES} [{gold(bot)}].")
     with browser_page() as page:
-        page.goto(url)
-        ask(page, QUESTION)
-        last_answer(page).get_by_text(NAMES).wait_for(timeout=60_000)
+        bot = answered(app_for, page)
         page.locator("#conversation-name input").fill("Trip <img src=x onerror=alert(1)>")
         page.locator("#rename").click()
         page.locator("#conversations").get_by_text("Trip <img").wait_for(timeout=30_000)

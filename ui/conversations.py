@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.citations import MARKER
 from rag.errors import ConfigError
 from rag.records import answer_from_record, answer_record
 from rag.refusal import explain
 from rag.types import Answer
+from ui.render import around_markers
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -198,8 +198,4 @@ def _md_line(text: str) -> str:
 
 def _md_block(text: str) -> str:
     """An answer's text for the export: inert like `_md_line`, its `[n]` markers kept."""
-    parts, last = [], 0
-    for m in MARKER.finditer(text):
-        parts += [_md_line(text[last : m.start()]), m.group(0)]
-        last = m.end()
-    return "".join([*parts, _md_line(text[last:])]).strip()
+    return around_markers(text, _md_line, lambda m: m).strip()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rag.citations import MARKER
@@ -52,13 +52,19 @@ def escape(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
 
 
-def escape_answer(text: str) -> str:
-    """The model's text made inert like `escape`, its `[n]` citation markers kept as such."""
+def around_markers(text: str, outside: Callable[[str], str], marker: Callable[[str], str]) -> str:
+    """`text` with `outside` applied to what lies between its `[n]` markers and `marker` to
+    each marker (`[1][2]` is one)."""
     parts, last = [], 0
     for m in MARKER.finditer(text):
-        parts += [escape(text[last : m.start()]), m.group(0)]
+        parts += [outside(text[last : m.start()]), marker(m.group(0))]
         last = m.end()
-    return "".join([*parts, escape(text[last:])])
+    return "".join([*parts, outside(text[last:])])
+
+
+def escape_answer(text: str) -> str:
+    """The model's text made inert like `escape`, its `[n]` citation markers kept as such."""
+    return around_markers(text, escape, lambda m: m)
 
 
 def escape_html(text: str) -> str:
@@ -118,12 +124,11 @@ def citation_control(n: int, answer: Answer, pages: bool = True) -> str:
 
 
 def _with_controls(text: str, answer: Answer, pages: bool) -> str:
-    parts, last = [], 0
-    for m in MARKER.finditer(text):
-        parts.append(escape_html(text[last : m.start()]))
-        parts += [citation_control(int(n), answer, pages) for n in re.findall(r"\d+", m.group(0))]
-        last = m.end()
-    return "".join([*parts, escape_html(text[last:])])
+    return around_markers(
+        text,
+        escape_html,
+        lambda m: "".join(citation_control(int(n), answer, pages) for n in re.findall(r"\d+", m)),
+    )
 
 
 def meta_line(answer: Answer) -> str:
