@@ -88,7 +88,7 @@ def _hit(hit: Hit) -> list[Any]:
     return [hit.chunk.id, hit.chunk.record_id, hit.chunk.metadata.get("lang", ""), hit.score]
 
 
-def _hits(items: list[list[Any]]) -> list[Hit]:
+def recorded_hits(items: list[list[Any]]) -> list[Hit]:
     from rag.types import Chunk
 
     return [
@@ -111,12 +111,14 @@ def evaluate(rows: list[dict[str, Any]], method: str, fusion: Fusion | None = No
     ranked = []
     for row in rows:
         if method == "dense":
-            hits = _hits(row["dense"])
+            hits = recorded_hits(row["dense"])
         elif method == "keyword":
-            hits = _hits(row["keyword"])
+            hits = recorded_hits(row["keyword"])
         else:
             assert fusion is not None
-            hits = fuse(_hits(row["dense"]), _hits(row["keyword"]), row["lang"], 10, fusion)
+            hits = fuse(
+                recorded_hits(row["dense"]), recorded_hits(row["keyword"]), row["lang"], 10, fusion
+            )
         ranked.append([h.chunk.doc_id for h in hits[:10]])
     return scores(ranked, [row["gold"] for row in rows])
 

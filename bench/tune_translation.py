@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tune_fusion import _hits as hits  # the rankings tune_fusion.py recorded
+from tune_fusion import recorded_hits as hits  # the rankings tune_fusion.py recorded
 from tune_fusion import scores
 
 from rag import Chatbot, Settings

@@ -98,14 +98,19 @@ class LlamaCppGenerator:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
             eos, bos = llm.token_eos(), llm.token_bos()
-            tokens = {  # as Llama builds its own chat handler from the template
-                "eos_token": llm._model.token_get_text(eos) if eos != -1 else "",
-                "bos_token": llm._model.token_get_text(bos) if bos != -1 else "",
-            }
-            self._templates = (
-                Jinja2ChatFormatter(template=template, add_generation_prompt=False, **tokens),
-                Jinja2ChatFormatter(template=template, add_generation_prompt=True, **tokens),
+            # as Llama builds its own chat handler from the template
+            eos_token = llm._model.token_get_text(eos) if eos != -1 else ""
+            bos_token = llm._model.token_get_text(bos) if bos != -1 else ""
+            alone, whole = (
+                Jinja2ChatFormatter(
+                    template=template,
+                    eos_token=eos_token,
+                    bos_token=bos_token,
+                    add_generation_prompt=generation,
+                )
+                for generation in (False, True)
             )
+            self._templates = (alone, whole)
         return llm
 
     def _prefix_tokens(

@@ -131,7 +131,7 @@ def resolve_gguf(name: str, models_dir: Path) -> Path:
     known = ", ".join(sorted(LLMS))
     raise ModelNotFound(
         f"No language model {name!r}: give a packaged name ({known}), a path to a .gguf file, "
-        "or hf:REPO/FILE.gguf (needs internet)."
+        "hf:REPO/FILE.gguf (needs internet) or openai:URL#MODEL (an OpenAI-compatible server)."
     )
 
 

@@ -25,7 +25,7 @@ from rag.citations import clean_markers, parse_citations
 from rag.config import Settings
 from rag.errors import GenerationError
 from rag.markup import strip_markup
-from rag.protocols import BlockGenerator, Embedder, Generator
+from rag.protocols import BlockGenerator, Embedder, Generator, ReportsUsage, ScoresFirstToken
 from rag.support import (
     SupportChecker,
     answers_the_question,
@@ -68,12 +68,12 @@ class Answerer:
         self.collection = collection  # the whole collection when it is small, else None
         # thresholds of the components in use, by their exact names (an injected embedder
         # or generator is not the one Settings names)
-        self.model = refusal.model_calibration(getattr(generator, "name", settings.llm))
+        self.model = refusal.model_calibration(generator.name)
         self.doubt: float | None = None  # P(" none") as the quoted reply's first token
         self.usage: dict[str, Any] = {}  # of the quoted reply's first call (its prompt)
         self.verify_s = 0.0  # the last verification's time
         self._vectors: dict[str, Any] = {}  # the question's embedding, computed once
-        self.embedding = refusal.embedder_calibration(getattr(embedder, "name", settings.embedder))
+        self.embedding = refusal.embedder_calibration(embedder.name)
 
     # -- the stages -----------------------------------------------------------------------------
 
@@ -177,7 +177,7 @@ class Answerer:
                 shown = len(visible.lstrip())
         timings["generation"] = time.perf_counter() - t0
         timings["first_token"] = reply.first_token or timings["generation"]
-        usage = self.usage or dict(getattr(self.generator, "last_usage", {}) or {})
+        usage = self.usage or last_usage(self.generator)
         usage.update(
             evidence_tokens=sum(self.generator.count_tokens(b.text()) for b in evidence.blocks)
         )
@@ -253,7 +253,7 @@ class Answerer:
                 yield "ids", piece
             if attempt == 0:
                 self.doubt = self._first_token_probability(prompts.QUOTE_NONE)
-                self.usage = dict(getattr(generator, "last_usage", {}) or {})
+                self.usage = last_usage(generator)
             else:
                 self._add_completion()
             named = prompts.parse_quoted(ids + f"\n{prompts.QUOTE_ANSWER} -").ids
@@ -300,11 +300,14 @@ class Answerer:
             yield "retry", ""
 
     def _narrowed(self, query: str, evidence: ev.Evidence, named: Sequence[str]) -> list[str]:
-        """Of the named ids, the `quote_sentences` closest to the question, in their order:
-        a small model that names a heading and its neighbours beside the sentence that
-        answers reads the answer's sentence less well among them."""
+        """The ids the model re-reads before answering (Settings.quote_from):
+        of the named ids the `quote_sentences` closest to the question (a small model that
+        names a heading and its neighbours beside the sentence that answers reads the answer's
+        sentence less well among them); or the evidence sentences closest to the question,
+        by the embedder; or both."""
         keep = self.settings.quote_sentences
-        if not keep or len(named) <= keep:
+        source = self.settings.quote_from
+        if source == "model" and (not keep or len(named) <= keep):
             return list(named)
         ranked = ev.closest(
             evidence,
@@ -314,8 +317,16 @@ class Answerer:
             k=len(evidence.ids),
         )
         order = {i: r for r, i in enumerate(ranked)}
-        best = set(sorted(named, key=lambda i: order.get(i, len(order)))[:keep])
-        return [i for i in named if i in best]
+        by_closeness = sorted(named, key=lambda i: order.get(i, len(order)))
+        keep = keep or len(named)
+        if source == "closest":
+            best = set(ranked[:keep])
+        elif source == "both":
+            best = set(by_closeness[:1])
+            best |= set([i for i in ranked if i not in best][: max(keep - 1, 0)])
+        else:
+            return [i for i in named if i in set(by_closeness[:keep])]
+        return [i for i in evidence.ids if i in best]
 
     def _closest(self, query: str, evidence: ev.Evidence) -> list[str]:
         """The ids of the evidence sentences closest to the question (rag/evidence.py)."""
@@ -330,7 +341,7 @@ class Answerer:
 
     def _add_completion(self) -> None:
         """Count the last call's completion tokens into the reply's usage."""
-        last = dict(getattr(self.generator, "last_usage", {}) or {})
+        last = last_usage(self.generator)
         self.usage["completion_tokens"] = self.usage.get("completion_tokens", 0) + last.get(
             "completion_tokens", 0
         )
@@ -426,8 +437,12 @@ class Answerer:
     def _first_token_probability(self, text: str) -> float | None:
         """The model's probability of having begun its last reply with `text`, when it
         records its first token's distribution (LlamaCppGenerator)."""
-        probability = getattr(self.generator, "first_token_probability", None)
-        return probability(text) if callable(probability) else None
+        generator = self.generator
+        return (
+            generator.first_token_probability(text)
+            if isinstance(generator, ScoresFirstToken)
+            else None
+        )
 
     # -- free-text answers ----------------------------------------------------------------------
 
@@ -467,7 +482,7 @@ class Answerer:
             yield piece
         timings["generation"] = time.perf_counter() - t0
         timings["first_token"] = reply.first_token or timings["generation"]
-        usage = dict(getattr(generator, "last_usage", {}) or {})
+        usage = last_usage(generator)
         usage.update(prompt_budget=budget, prompt_estimate=prompt_size, passages=len(packed))
         text, citations, sentences, signals, refused = self._checked(
             lambda: self._read_free(query, reply.raw, packed, usage), timings, language
@@ -627,3 +642,8 @@ def _quote_citations(lines: Sequence[tuple[ev.Block, ev.Line]]) -> tuple[Citatio
 def _follows(a: ev.Line, b: ev.Line) -> bool:
     """Whether sentence `b` comes right after sentence `a` in their passage."""
     return int(b.id.split(".")[1]) == int(a.id.split(".")[1]) + 1
+
+
+def last_usage(generator: Generator) -> dict[str, Any]:
+    """The generator's last call's token counts, when it records them."""
+    return dict(generator.last_usage) if isinstance(generator, ReportsUsage) else {}

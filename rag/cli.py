@@ -1,4 +1,4 @@
-"""The `ragchat` command line: ingest, ask, search, list, delete, chat.
+"""The `ragchat` command line: ingest, ask, search, list, delete, chat, eval, serve.
 
 This is an edge: it reads the environment (Settings.from_env), shows progress bars, and maps
 RagChatError to a one-line message and exit code 1.
@@ -36,10 +36,17 @@ app = typer.Typer(
 
 StoreOpt = Annotated[
     str | None,
-    typer.Option("--store", help="Store directory (default: RAGCHAT_STORE or <data dir>/store)."),
+    typer.Option(
+        "--store",
+        help="Store directory (default: RAGCHAT_STORE, else the store folder of the data "
+        "directory).",
+    ),
 ]
 LlmOpt = Annotated[
-    str | None, typer.Option("--llm", help="Model: packaged name, .gguf path or hf:REPO/FILE.")
+    str | None,
+    typer.Option(
+        "--llm", help="Model: packaged name, .gguf path, hf:REPO/FILE or openai:URL#MODEL."
+    ),
 ]
 EmbedderOpt = Annotated[str | None, typer.Option("--embedder", help="Embedding model.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]

@@ -25,6 +25,8 @@ def default_data_dir() -> str:
 
 # Settings.answer_language: the question's language, or one with its own refusal sentence
 ANSWER_LANGUAGES = ("auto", "en", "fr", "es", "de")
+RETRIEVAL_MODES = ("hybrid", "dense", "keyword")
+QUOTE_FROM = ("model", "closest", "both")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,11 @@ class Settings:
     # of the sentences the model names, how many (those closest to the question by the
     # embedder) it reads again right before answering; 0: all it named
     quote_sentences: int = 2
+    # which sentences the model re-reads before answering, once it has named some (it may
+    # name none: NOT_FOUND): "model" (those it named, narrowed to quote_sentences), "closest"
+    # (the quote_sentences evidence sentences closest to the question by the embedder) or
+    # "both" (the one it named closest to the question, then the closest others)
+    quote_from: str = "model"
     # memory for the model's KV states of evidence blocks reused across questions, in MiB
     kv_cache_mb: int = 512
     # sampling temperature of the answer (0 = deterministic)
@@ -96,7 +103,7 @@ class Settings:
     # refuse an answer when the model's probability of having replied NOT_FOUND instead was at
     # least this (read from its first token); 0 = never (the default: calibrated on French
     # questions, it refused correct answers to English questions over Spanish passages), -1 =
-    # the value calibrated for the packaged model (rag/prompts.py: DOUBT; none for others)
+    # the value calibrated for the packaged model (rag/refusal.py: MODELS; none for others)
     max_doubt: float = 0.0
     # check each answer sentence against the passages, fix its [n] markers, flag unsupported
     # sentences and refuse answers that no passage supports (rag/support.py)
@@ -106,14 +113,14 @@ class Settings:
     translate: bool = False
     # ask the model, in a second short prompt, whether the cited passages state the answer, and
     # refuse when its probability of "yes" is below verify_threshold (rag/verify.py; ~5 s per
-    # answer on 2 cores; refuses some correct answers with the wrong ones, see the README)
+    # answer on 2 cores; refuses some correct answers with the wrong ones, docs/results.md)
     verify_answers: bool = False
     verify_threshold: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.retrieval not in ("hybrid", "dense", "keyword"):
+        if self.retrieval not in RETRIEVAL_MODES:
             raise ConfigError(
-                f"retrieval must be hybrid, dense or keyword, got {self.retrieval!r}."
+                f"retrieval must be one of {', '.join(RETRIEVAL_MODES)}, got {self.retrieval!r}."
             )
         if self.answer_language not in ANSWER_LANGUAGES:
             raise ConfigError(
@@ -126,6 +133,10 @@ class Settings:
             )
         if self.answer_form not in ("quote", "free"):
             raise ConfigError(f"answer_form must be quote or free, got {self.answer_form!r}.")
+        if self.quote_from not in QUOTE_FROM:
+            raise ConfigError(
+                f"quote_from must be one of {', '.join(QUOTE_FROM)}, not {self.quote_from!r}."
+            )
         if self.quote_sentences < 0:
             raise ConfigError("quote_sentences must be 0 (all named) or more.")
         if self.evidence_tokens < 50 or self.collection_tokens < 0 or self.kv_cache_mb < 0:

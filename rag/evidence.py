@@ -33,7 +33,7 @@ _BACK_REFERENCE = re.compile(
     re.IGNORECASE,
 )
 LEXICAL_WEIGHT = 0.1  # of the share of the question's words a sentence holds, beside its cosine
-RANK_PENALTY = 0.02  # per rank of its passage below the first
+RANK_PENALTY = 0.05  # per rank of its passage below the first
 HEADER_TOKENS = 12  # a block's "[n] title" line, about
 
 
@@ -121,11 +121,15 @@ def select(
     sentence_vectors: Callable[[Hit], tuple[list[tuple[int, int]], np.ndarray]],
     count_tokens: Callable[[str], int],
     budget: int,
+    *,
+    lexical_weight: float = LEXICAL_WEIGHT,
+    rank_penalty: float = RANK_PENALTY,
 ) -> Evidence:
     """The sentences of `hits` that bear most on the question, under `budget` tokens.
 
-    Each sentence scores its cosine to the question plus LEXICAL_WEIGHT times the share of the
-    question's words (folded, see `words`) it holds, less RANK_PENALTY per rank of its passage.
+    Each sentence scores its cosine to the question plus `lexical_weight` times the share of
+    the question's words (folded, see `words`) it holds, less `rank_penalty` per rank of its
+    passage.
     Sentences are taken best first, each with the sentence before it when it opens on a
     reference back ("Il a ..."), while they fit; the best one is always taken. A passage
     comes before another when its best sentence does; its sentences keep their order; a
@@ -139,7 +143,7 @@ def select(
         for m, (a, b) in enumerate(spans):
             held = words(hit.chunk.text[a:b])
             lexical = _share(question_words, held)
-            candidates.append((float(sims[m]) + LEXICAL_WEIGHT * lexical - RANK_PENALTY * i, i, m))
+            candidates.append((float(sims[m]) + lexical_weight * lexical - rank_penalty * i, i, m))
     candidates.sort(key=lambda c: -c[0])
     chosen: set[tuple[int, int]] = set()
     shown: set[int] = set()  # passages with a sentence taken

@@ -116,8 +116,6 @@ class Generator(Protocol):
         max_tokens: int,
         stop: Sequence[str] = (),
         temperature: float = 0.0,
-        prefill: str = "",
-        resume: bool = False,
     ) -> Iterator[str]: ...
 
     def count_tokens(self, text: str) -> int: ...
@@ -141,3 +139,30 @@ class BlockGenerator(Protocol):
         prefill: str = "",
         resume: bool = False,
     ) -> Iterator[str]: ...
+
+
+# What some generators offer beside the Generator protocol; the engine asks with isinstance.
+
+
+@runtime_checkable
+class ReportsUsage(Protocol):
+    """A generator that records its last call's token counts ("prompt_tokens",
+    "completion_tokens", "cached_prompt_tokens")."""
+
+    last_usage: dict[str, int]
+
+
+@runtime_checkable
+class ScoresFirstToken(Protocol):
+    """A generator that keeps its last reply's first-token distribution (LlamaCppGenerator)."""
+
+    def first_token_probability(self, text: str) -> float | None: ...
+
+
+@runtime_checkable
+class Chooser(Protocol):
+    """A generator that scores given replies by their first token (LlamaCppGenerator)."""
+
+    def choose(
+        self, messages: Sequence[dict[str, str]], options: Sequence[str]
+    ) -> dict[str, float]: ...

@@ -4,7 +4,8 @@ Each reason is a named signal. The engine (rag/answering.py) records the signals
 `Answer.signals`; an answer is refused when one of the REFUSING signals fired. Thresholds come
 from one calibration table, keyed by the exact name of the model or embedder they were measured
 with (`Settings.llm`, `Settings.embedder`): a model not in the table gets no threshold for that
-signal rather than another model's. How each was measured: docs/results.md, "Refusals".
+signal rather than another model's. How each was measured: docs/results.md, "Answers", and
+bench/calibrate_support.py.
 """
 
 from __future__ import annotations

@@ -16,12 +16,12 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from rag.config import RETRIEVAL_MODES as MODES
 from rag.errors import ConfigError
 from rag.language import detect_language
 from rag.protocols import ChunkLookup, Embedder, KeywordSearch, Reranker, VectorStore
 from rag.types import Chunk, Hit
 
-MODES = ("hybrid", "dense", "keyword")
 _BARE = "_bare"  # metadata flag of a candidate whose text is not fetched yet
 
 

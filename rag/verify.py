@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rag import prompts
-from rag.protocols import Generator
+from rag.protocols import Chooser, Generator
 from rag.types import Hit
 
 
@@ -26,9 +26,8 @@ def support_probability(
     """How sure the model is that `passages` state `answer` to `question`, from 0 to 1; None
     when it gave no yes/no reply (a generator without probabilities)."""
     messages = prompts.verify_messages(question, answer, passages)
-    choose = getattr(generator, "choose", None)
-    if callable(choose):
-        chosen = choose(messages, ("yes", "no"))
+    if isinstance(generator, Chooser):
+        chosen = generator.choose(messages, ("yes", "no"))
         if chosen:
             return float(chosen["yes"])
     verdict = prompts.verdict("".join(generator.stream(messages, max_tokens=2)))

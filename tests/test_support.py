@@ -159,6 +159,29 @@ def test_numbers_are_compared_whatever_their_separators() -> None:
     assert numbers("6,5 %") == numbers("6.5%") == {"65"}
 
 
+def test_numbers_written_as_words_are_numbers() -> None:
+    """ "24 km" rests on "à vingt-quatre kilomètres"; "dos mil quinientos" is 2500."""
+    assert "24" in numbers("implantée à vingt-quatre kilomètres au sud-ouest de Paris")
+    assert "2500" in numbers("dos mil quinientos soldados")
+    assert "24" in numbers("vierundzwanzig Kilometer")
+    assert "24" not in numbers("à vingt kilomètres au sud-ouest de Paris")
+
+
+def test_a_sentence_about_him_is_read_with_the_name_before_it(checker: SupportChecker) -> None:
+    """ "Yoweri Museveni" to "Who gave up his Marxist principles in 1987?" rests on "Dès 1987,
+    il abandonne ..." in the article titled Yoweri Museveni; a sentence without a pronoun does
+    not lend its title's names."""
+    text = "Le pays est pauvre. Dès 1987, il abandonne ses principes marxistes."
+    hit = Hit(Chunk("c1", "d1", text, 0, len(text), {"title": "Yoweri Museveni"}), 1.0, 1)
+    spans = checker.sentence_vectors(hit)[0]
+    question = "Qui abandonne ses principes marxistes en 1987 ?"
+    parts = checker.claim_parts(question, "Yoweri Museveni")
+    found = checker.quote_support(question, "Yoweri Museveni", [(hit, _Line(*spans[1]))])
+    assert best_quotes(found, *parts, 0.0) is not None
+    found = checker.quote_support(question, "Yoweri Museveni", [(hit, _Line(*spans[0]))])
+    assert best_quotes(found, *parts, 0.0) is None
+
+
 def test_an_answer_from_a_passage_about_something_else_is_unsupported(
     checker: SupportChecker,
 ) -> None:
@@ -205,6 +228,10 @@ def test_the_numbers_of_the_question_are_no_answer() -> None:
     assert answers_the_question(question, "About 400 soldiers died in 1808.")
     assert not answers_the_question("When did he leave Paris in May?", "He left Paris in May.")
     assert answers_the_question("When did he leave Paris?", "He left Paris in May.")
+    # a time told by an event, with the question's own "quand"
+    question = "Quand la dette est-elle dépréciée ?"
+    assert answers_the_question(question, "Elle est dépréciée quand la France redevient royaliste.")
+    assert not answers_the_question(question, "La dette est dépréciée quand.")
 
 
 def test_an_answer_made_of_the_questions_own_words_restates_it() -> None:
@@ -217,6 +244,10 @@ def test_an_answer_made_of_the_questions_own_words_restates_it() -> None:
     assert not restates_question(question, "Hammouchi met the director of the CIA.")
     assert not restates_question("Where was the summit held?", "Marrakech")
     assert not restates_question("Quel âge a Hammouchi ?", "Hammouchi a 54 ans")  # a new number
+    assert not restates_question("A combien de kilomètres de Palaiseau ?", "6 kilomètres")
+    # "île" is capitalised only as it opens the answer: "Amsterdam" is what it says
+    assert not restates_question("Quelle île est proche de l'île saint paul ?", "L'île Amsterdam")
+    assert restates_question("who did hammouchi meet?", "Abdellatif Hammouchi")
 
 
 def test_a_reply_says_more_once_a_finished_word_is_not_the_questions() -> None:

@@ -276,6 +276,24 @@ def test_browser_setting_changed_is_used_by_the_next_answer(app_for: Any, tmp_pa
     assert preferences.load(bot.settings).top_k == 3
 
 
+def test_browser_model_chosen_in_settings_reports_its_loading(app_for: Any, tmp_path: Path) -> None:
+    """Another answer model starts loading when saved, and Settings says how it went: here a
+    file that is not there, which the page reports with what to do."""
+    url, _ = app_for(ScriptedGenerator())
+    missing = tmp_path / "models" / "missing.gguf"
+    with browser_page() as page:
+        page.goto(url)
+        page.get_by_role("tab", name="Settings").click()
+        model = page.locator("#set-model input")
+        model.fill(str(missing))
+        model.press("Enter")
+        page.locator("#set-save").click()
+        page.locator("#set-status").get_by_text("Saved").wait_for(timeout=30_000)
+        status = page.locator("#set-model-status")
+        status.get_by_text("could not be loaded").wait_for(timeout=60_000)
+        assert "missing.gguf" in status.inner_text()
+
+
 def test_browser_document_removed_is_gone_from_library_and_answers(
     app_for: Any, tmp_path: Path
 ) -> None:

@@ -25,12 +25,11 @@ from typing import Any
 
 import gradio as gr
 
-from rag.config import ANSWER_LANGUAGES
+from rag.config import ANSWER_LANGUAGES, RETRIEVAL_MODES
 from rag.errors import ConfigError, RagChatError, UnsupportedDocument
 from rag.loaders import SUPPORTED_SUFFIXES
 from rag.markup import strip_markup
 from rag.pipeline import Chatbot
-from rag.retrieval import MODES
 from rag.types import Answer
 from ui import evaluate, library, preferences
 from ui.conversations import Conversations
@@ -77,6 +76,7 @@ class Session:
     def __init__(self, bot: Chatbot) -> None:
         self.bot = bot
         self.by_model: dict[str, Chatbot] = {}
+        self.loading: dict[str, Readiness] = {}  # per other model: its loading, for Settings
         self._lock = threading.Lock()
         self.db = Path(bot.settings.data_dir) / "conversations.sqlite3"
 
@@ -86,15 +86,26 @@ class Session:
     def bot_for(self, request: gr.Request | None) -> Chatbot:
         """The Chatbot for the user's settings (ui/preferences.py)."""
         chosen = preferences.load(self.bot.settings, user_of(request))
-        base = self.bot
-        if chosen.llm != self.bot.settings.llm:
-            with self._lock:
-                if chosen.llm not in self.by_model:
-                    self.by_model[chosen.llm] = self.bot.configured(llm=chosen.llm)
-                base = self.by_model[chosen.llm]
+        base = self.bot if chosen.llm == self.bot.settings.llm else self.model_bot(chosen.llm)
         return base.configured(
             top_k=chosen.top_k, retrieval=chosen.retrieval, answer_language=chosen.answer_language
         )
+
+    def model_bot(self, llm: str) -> Chatbot:
+        """The Chatbot answering with another model than the started one, made once."""
+        with self._lock:
+            if llm not in self.by_model:
+                self.by_model[llm] = self.bot.configured(llm=llm)
+            return self.by_model[llm]
+
+    def load_model(self, llm: str) -> Readiness:
+        """Start loading another answer model in the background (once); its Readiness says
+        how it goes."""
+        bot = self.model_bot(llm)
+        with self._lock:
+            if llm not in self.loading:
+                self.loading[llm] = warm_up(bot, f"⏳ Loading {escape(llm)}…")
+            return self.loading[llm]
 
 
 def _conversation_choices(convs: Conversations) -> list[tuple[str, int]]:
@@ -415,7 +426,10 @@ def settings_tab(session: Session) -> OnLoad:
         label="Passages retrieved (top_k)", value=started.top_k, precision=0, elem_id="set-top-k"
     )
     retrieval = gr.Radio(
-        label="Retrieval", choices=list(MODES), value=started.retrieval, elem_id="set-retrieval"
+        label="Retrieval",
+        choices=list(RETRIEVAL_MODES),
+        value=started.retrieval,
+        elem_id="set-retrieval",
     )
     language = gr.Dropdown(
         label="Answer language (auto: the question's)",
@@ -425,24 +439,34 @@ def settings_tab(session: Session) -> OnLoad:
     )
     save = gr.Button("Save settings", variant="primary", elem_id="set-save")
     status = gr.Markdown(elem_id="set-status")
+    model_status = gr.Markdown(elem_id="set-model-status")
+    poll = gr.Timer(1.0, active=False)
 
-    def saved(llm: str, k: float, mode: str, lang: str, request: gr.Request) -> str:
+    def model_loading(request: gr.Request):  # type: ignore[no-untyped-def]
+        """The user's answer model's loading status, and whether to keep asking."""
+        llm = preferences.load(settings, user_of(request)).llm
+        readiness = session.loading.get(llm) if llm != settings.llm else None
+        if readiness is None:
+            return "", gr.Timer(active=False)
+        return readiness.message, gr.Timer(active=not readiness.done)
+
+    def saved(llm: str, k: float, mode: str, lang: str, request: gr.Request):  # type: ignore[no-untyped-def]
         try:
             chosen = preferences.Preferences(llm, k, mode, lang).checked(settings)  # type: ignore[arg-type]
         except ConfigError as e:
             gr.Warning(escape_html(str(e)))
-            return f"⚠️ {escape(str(e))}"
+            return f"⚠️ {escape(str(e))}", gr.Timer(active=False)
         preferences.save(settings, chosen, user_of(request))
-        note = ""
-        if chosen.llm != settings.llm and chosen.llm not in session.by_model:
-            note = " The model loads with the next answer (a minute or so)."
-        return escape(f"Saved: the next answer uses these settings.{note}")
+        if chosen.llm != settings.llm:
+            session.load_model(chosen.llm)  # now, not on the next question
+        return escape("Saved: the next answer uses these settings."), gr.Timer(active=True)
 
     def loaded(request: gr.Request):  # type: ignore[no-untyped-def]
         p = preferences.load(settings, user_of(request))
         return p.llm, p.top_k, p.retrieval, p.answer_language
 
-    save.click(saved, [model, top_k, retrieval, language], [status])
+    save.click(saved, [model, top_k, retrieval, language], [status, poll])
+    poll.tick(model_loading, None, [model_status, poll], queue=False)
     return loaded, [model, top_k, retrieval, language]
 
 
@@ -495,10 +519,10 @@ class Readiness:
     done: bool = False
 
 
-def warm_up(bot: Chatbot) -> Readiness:
+def warm_up(bot: Chatbot, message: str = "") -> Readiness:
     """Load the models in the background so the first question does not wait for them; the
-    returned Readiness follows the loading (the page shows it)."""
-    readiness = Readiness()
+    returned Readiness follows the loading (the page shows it), from `message`."""
+    readiness = Readiness(message) if message else Readiness()
 
     def run() -> None:
         t0 = time.perf_counter()

@@ -15,9 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from rag.config import ANSWER_LANGUAGES, Settings
+from rag.config import ANSWER_LANGUAGES, RETRIEVAL_MODES, Settings
 from rag.errors import ConfigError
-from rag.retrieval import MODES
 
 FIELDS = ("llm", "top_k", "retrieval", "answer_language")
 _lock = threading.Lock()
@@ -36,8 +35,8 @@ class Preferences:
 
     def checked(self, settings: Settings) -> Preferences:
         """These values, or ConfigError saying which one is wrong and what it can be."""
-        if self.retrieval not in MODES:
-            raise ConfigError(f"Retrieval must be one of {', '.join(MODES)}.")
+        if self.retrieval not in RETRIEVAL_MODES:
+            raise ConfigError(f"Retrieval must be one of {', '.join(RETRIEVAL_MODES)}.")
         if self.answer_language not in ANSWER_LANGUAGES:
             raise ConfigError(f"Answer language must be one of {', '.join(ANSWER_LANGUAGES)}.")
         if not str(self.llm).strip():
