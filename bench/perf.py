@@ -161,19 +161,19 @@ def bench_startup(store: Path, data_dir: str | None, timeout: float = 600) -> di
 
 
 def ragchat_answer(bot: Chatbot, question: str) -> dict[str, Any]:
-    from rag.types import Answer
+    from rag.types import final_answer
 
     t0 = time.perf_counter()
     first = last = None
-    answer: Answer | None = None
-    for piece in bot.stream(question):
-        if isinstance(piece, Answer):
-            answer = piece
-        elif piece:
+
+    def timed(piece: str) -> None:
+        nonlocal first, last
+        if piece:
             last = time.perf_counter() - t0
             first = last if first is None else first
+
+    answer = final_answer(bot.stream(question), timed)
     total = time.perf_counter() - t0
-    assert answer is not None
     usage = answer.usage
     return {
         "first_token_s": round(first if first is not None else total, 3),

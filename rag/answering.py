@@ -300,14 +300,11 @@ class Answerer:
             yield "retry", ""
 
     def _narrowed(self, query: str, evidence: ev.Evidence, named: Sequence[str]) -> list[str]:
-        """The ids the model re-reads before answering (Settings.quote_from):
-        of the named ids the `quote_sentences` closest to the question (a small model that
-        names a heading and its neighbours beside the sentence that answers reads the answer's
-        sentence less well among them); or the evidence sentences closest to the question,
-        by the embedder; or both."""
+        """Of the named ids, the `quote_sentences` closest to the question, in their order:
+        a small model that names a heading and its neighbours beside the sentence that
+        answers reads the answer's sentence less well among them."""
         keep = self.settings.quote_sentences
-        source = self.settings.quote_from
-        if source == "model" and (not keep or len(named) <= keep):
+        if not keep or len(named) <= keep:
             return list(named)
         ranked = ev.closest(
             evidence,
@@ -317,16 +314,8 @@ class Answerer:
             k=len(evidence.ids),
         )
         order = {i: r for r, i in enumerate(ranked)}
-        by_closeness = sorted(named, key=lambda i: order.get(i, len(order)))
-        keep = keep or len(named)
-        if source == "closest":
-            best = set(ranked[:keep])
-        elif source == "both":
-            best = set(by_closeness[:1])
-            best |= set([i for i in ranked if i not in best][: max(keep - 1, 0)])
-        else:
-            return [i for i in named if i in set(by_closeness[:keep])]
-        return [i for i in evidence.ids if i in best]
+        best = set(sorted(named, key=lambda i: order.get(i, len(order)))[:keep])
+        return [i for i in named if i in best]
 
     def _closest(self, query: str, evidence: ev.Evidence) -> list[str]:
         """The ids of the evidence sentences closest to the question (rag/evidence.py)."""

@@ -8,10 +8,10 @@ numbers) with the answer sentences that cite it.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 
 from rag.chunking import split_sentences
+from rag.language import fold
 from rag.types import Citation, Hit
 
 # [1]  [1, 2]  [1][2]  [1,2,3]
@@ -37,9 +37,7 @@ def clean_markers(text: str, n_passages: int) -> str:
 
 def _keywords(text: str) -> set[str]:
     """Lower-cased, accent-folded words of 3+ characters, and every number."""
-    folded = unicodedata.normalize("NFKD", text.lower())
-    folded = "".join(c for c in folded if not unicodedata.combining(c))
-    return {w for w in _WORD.findall(folded) if len(w) >= 3 or w.isdigit()}
+    return {w for w in _WORD.findall(fold(text)) if len(w) >= 3 or w.isdigit()}
 
 
 def best_quote(passage: str, claim: str) -> tuple[int, int]:

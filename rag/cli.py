@@ -22,7 +22,7 @@ from rag.errors import RagChatError
 from rag.markup import printable
 from rag.records import answer_record, hit_record
 from rag.refusal import explain
-from rag.types import Answer
+from rag.types import final_answer
 
 app = typer.Typer(
     help="Private question answering over your own documents, with citations.",
@@ -169,15 +169,15 @@ def ask(
         verify_answers=verify,
     )
     live = sys.stdout.isatty() and not as_json
-    answer: Answer | None = None
     streamed = ""
-    for piece in bot.stream(question):
-        if isinstance(piece, Answer):
-            answer = piece
-        elif live:
+
+    def shown(piece: str) -> None:
+        nonlocal streamed
+        if live:
             streamed += piece
             typer.echo(printable(piece), nl=False)
-    assert answer is not None
+
+    answer = final_answer(bot.stream(question), shown)
     if as_json:
         typer.echo(json.dumps(answer_record(answer), ensure_ascii=False, indent=2))
         return

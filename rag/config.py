@@ -26,7 +26,6 @@ def default_data_dir() -> str:
 # Settings.answer_language: the question's language, or one with its own refusal sentence
 ANSWER_LANGUAGES = ("auto", "en", "fr", "es", "de")
 RETRIEVAL_MODES = ("hybrid", "dense", "keyword")
-QUOTE_FROM = ("model", "closest", "both")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +76,6 @@ class Settings:
     # of the sentences the model names, how many (those closest to the question by the
     # embedder) it reads again right before answering; 0: all it named
     quote_sentences: int = 2
-    # which sentences the model re-reads before answering, once it has named some (it may
-    # name none: NOT_FOUND): "model" (those it named, narrowed to quote_sentences), "closest"
-    # (the quote_sentences evidence sentences closest to the question by the embedder) or
-    # "both" (the one it named closest to the question, then the closest others)
-    quote_from: str = "model"
     # memory for the model's KV states of evidence blocks reused across questions, in MiB
     kv_cache_mb: int = 512
     # sampling temperature of the answer (0 = deterministic)
@@ -133,10 +127,6 @@ class Settings:
             )
         if self.answer_form not in ("quote", "free"):
             raise ConfigError(f"answer_form must be quote or free, got {self.answer_form!r}.")
-        if self.quote_from not in QUOTE_FROM:
-            raise ConfigError(
-                f"quote_from must be one of {', '.join(QUOTE_FROM)}, not {self.quote_from!r}."
-            )
         if self.quote_sentences < 0:
             raise ConfigError("quote_sentences must be 0 (all named) or more.")
         if self.evidence_tokens < 50 or self.collection_tokens < 0 or self.kv_cache_mb < 0:

@@ -31,7 +31,7 @@ from rag.errors import ConfigError
 from rag.language import detect_language
 from rag.pipeline import Chatbot
 from rag.records import sentence_records
-from rag.types import Answer, Chunk, Hit
+from rag.types import Answer, Chunk, Hit, final_answer
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +143,7 @@ def evaluate_question(bot: Chatbot, q: EvalQuestion, *, retrieval_only: bool) ->
 
 
 def _answer(bot: Chatbot, question: str, hits: Sequence[Hit]) -> Answer:
-    answer = None
-    for piece in bot.stream(question, hits=hits):
-        if isinstance(piece, Answer):
-            answer = piece
-    assert answer is not None
-    return answer
+    return final_answer(bot.stream(question, hits=hits))
 
 
 def _hit_row(hit: Hit) -> dict[str, Any]:

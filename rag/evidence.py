@@ -207,7 +207,7 @@ def closest(
 def words(text: str) -> set[str]:
     """A text's words for matching across inflections: folded, their first five letters,
     words of three letters or more and numbers."""
-    from rag.support import fold
+    from rag.language import fold
 
     return {w[:5] for w in _WORD.findall(fold(text)) if len(w) >= 3 or w.isdigit()}
 
@@ -215,7 +215,8 @@ def words(text: str) -> set[str]:
 def question_words(question: str) -> set[str]:
     """The words of a question that a sentence answering it may hold: `words` less the
     function words ("quel", "what", "est")."""
-    from rag.support import fold, stopwords
+    from rag.language import fold
+    from rag.support import stopwords
 
     common = stopwords()
     return words(" ".join(w for w in _WORD.findall(fold(question)) if w not in common))

@@ -7,6 +7,7 @@ langdetect is not, and it never downloads anything in "lite" mode.
 from __future__ import annotations
 
 import functools
+import unicodedata
 from typing import Any
 
 # ISO 639-1 code -> Snowball stemmer (PyStemmer) of that language
@@ -23,6 +24,13 @@ STEMMERS = {
 STOPWORDS = {"en", "de", "nl", "fr", "es", "pt", "it", "ru", "sv", "no", "zh", "tr", "ko", "da"}
 
 _SAMPLE_CHARS = 2000  # enough text to be sure, little enough to be fast on long documents
+
+
+def fold(text: str) -> str:
+    """Lower case without accents: words compared across languages and spellings ("Élysée",
+    "elysee"). The one folding of ragchat: quotes, evidence, metrics and library search."""
+    folded = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in folded if not unicodedata.combining(c))
 
 
 def detect_language(text: str) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 import string
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+from rag.language import fold
 
 _ARTICLES = re.compile(r"\b(a|an|the|le|la|les|un|une|des|du|l|d)\b")
 _ELISION = re.compile(r"\b([ld])['’]")
@@ -22,8 +23,7 @@ _PUNCT = set(string.punctuation) | set("«»“”‘’–—…¿¡")
 
 def normalize(text: str) -> str:
     """Lower case, accents folded, punctuation and articles removed, whitespace collapsed."""
-    text = unicodedata.normalize("NFKD", text.lower())
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = fold(text)
     text = _ELISION.sub(r"\1 ", text)
     text = "".join(" " if c in _PUNCT else c for c in text)
     text = _ARTICLES.sub(" ", text)

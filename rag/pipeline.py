@@ -29,7 +29,7 @@ from rag.loaders import TEXT_SUFFIXES, display_names, find_files, is_section, it
 from rag.protocols import DocumentStore, Embedder, Generator, Reranker
 from rag.retrieval import Retriever, merge_neighbours
 from rag.support import SupportChecker, rules_for
-from rag.types import Answer, Chunk, Document, Hit, IngestReport, Skipped
+from rag.types import Answer, Chunk, Document, Hit, IngestReport, Skipped, final_answer
 
 if TYPE_CHECKING:
     from vectorstore.keyword import KeywordIndex
@@ -391,13 +391,13 @@ class Chatbot:
 
     def ask(self, question: str) -> Answer:
         """Answer a question from the documents, with checked citations."""
-        return _last(self.stream(question))
+        return final_answer(self.stream(question))
 
     def chat(self, messages: Sequence[dict[str, str]]) -> Answer:
         """Answer the last user message of a conversation (`{"role", "content"}` dicts, oldest
         first). A follow-up ("And when was that?") is first rewritten into a standalone
         question from the earlier turns; `Answer.rewritten` holds what was searched for."""
-        return _last(self.stream_chat(messages))
+        return final_answer(self.stream_chat(messages))
 
     def stream_chat(self, messages: Sequence[dict[str, str]]) -> Iterator[str | Answer]:
         """`chat`, streamed like `stream`."""
@@ -537,12 +537,3 @@ def _named(doc: Document, name: str) -> Document:
     elif is_section(doc.id):
         name = f"{name}#{doc.id.rsplit('#', 1)[1]}"
     return dataclasses.replace(doc, metadata={**doc.metadata, "name": name})
-
-
-def _last(pieces: Iterable[str | Answer]) -> Answer:
-    answer = None
-    for piece in pieces:
-        if isinstance(piece, Answer):
-            answer = piece
-    assert answer is not None  # stream() always ends with the Answer
-    return answer

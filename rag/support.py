@@ -36,7 +36,6 @@ import difflib
 import functools
 import re
 import threading
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from text_to_num import alpha2digit
 
 from rag.chunking import split_sentences
 from rag.citations import MARKER, clean_markers, marker_numbers
+from rag.language import fold
 from rag.protocols import Embedder
 from rag.types import Citation, Hit, Sentence
 
@@ -101,12 +101,6 @@ class _Claim:
     text: str  # without markers
     cited: list[int]  # the model's markers, in order
     sep: str  # the text between the previous sentence and this one
-
-
-def fold(text: str) -> str:
-    """Lower case without accents: names compared across languages and spellings."""
-    folded = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in folded if not unicodedata.combining(c))
 
 
 def numbers(text: str) -> set[str]:
@@ -227,14 +221,19 @@ def says_more(question: str, text: str) -> bool:
     a lower-case word other than a function word), its last, maybe unfinished, word aside: it
     cannot turn out to restate the question (restates_question)."""
     done = re.sub(r"\w+$", "", text)
-    asked = set(_WORD.findall(fold(question)))
+    asked = _stems(question)
     if set(numbers(done)) - set(numbers(question)):
         return True
     common = stopwords()
     return any(
-        not w[0].isupper() and (f := fold(w)) not in asked and f not in common and len(f) > 1
+        not w[0].isupper() and (f := fold(w))[:5] not in asked and f not in common and len(f) > 1
         for w in _NAME.findall(done)
     )
+
+
+def _stems(text: str) -> set[str]:
+    """A text's folded words cut to five letters: "offered" is the question's "offer"."""
+    return {w[:5] for w in _WORD.findall(fold(text))}
 
 
 def restates_question(question: str, answer: str) -> bool:
@@ -243,8 +242,12 @@ def restates_question(question: str, answer: str) -> bool:
     a name (a run of capitalised words) of which the question holds a word other than the
     answer's first, capitalised only as it opens the answer, or a name ("L'île Amsterdam"
     does not restate "Quelle île est proche de l'île saint paul ?"). A number the question
-    lacks is always something said ("6 kilomètres")."""
+    lacks is always something said ("6 kilomètres"). Words are compared by their first five
+    letters: "Avril Haines offered Morocco help" restates "What did Avril Haines offer
+    Morocco?"."""
+    answer = clean_markers(answer, 0)  # "[5]" is no number of the answer
     asked = set(_WORD.findall(fold(question)))
+    stems = _stems(question)
     common = stopwords()
     asked_names = question_names(question, common)
     words = list(_NAME.finditer(answer))
@@ -263,7 +266,7 @@ def restates_question(question: str, answer: str) -> bool:
         i = max(j, i + 1)
     if numbers(answer) - numbers(question):
         return False
-    return not {w for w in left if w not in common and len(w) > 1}
+    return not {w for w in left if w not in common and len(w) > 1 and w[:5] not in stems}
 
 
 def names(text: str, stopwords: frozenset[str]) -> set[str]:

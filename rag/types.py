@@ -6,6 +6,7 @@ an answer, an ingest report) is one of these.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,3 +142,19 @@ class IngestReport:
     chunks: int  # chunks written
     skipped: tuple[Skipped, ...]
     seconds: float
+
+
+def final_answer(
+    pieces: Iterable[str | Answer], on_text: Callable[[str], None] | None = None
+) -> Answer:
+    """The Answer that ends a stream (Chatbot.stream, stream_chat), each text piece before it
+    given to `on_text` as it comes."""
+    answer = None
+    for piece in pieces:
+        if isinstance(piece, Answer):
+            answer = piece
+        elif on_text is not None:
+            on_text(piece)
+    if answer is None:  # stream() always ends with the Answer
+        raise RuntimeError("the answer stream ended without its Answer")
+    return answer

@@ -248,6 +248,10 @@ def test_an_answer_made_of_the_questions_own_words_restates_it() -> None:
     # "île" is capitalised only as it opens the answer: "Amsterdam" is what it says
     assert not restates_question("Quelle île est proche de l'île saint paul ?", "L'île Amsterdam")
     assert restates_question("who did hammouchi meet?", "Abdellatif Hammouchi")
+    assert restates_question(  # the question's words, inflected
+        "What did Avril Haines offer Morocco in exchange for its cooperation?",
+        "Avril Haines offered Morocco in exchange for its cooperation [5].",
+    )
 
 
 def test_a_reply_says_more_once_a_finished_word_is_not_the_questions() -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import UnsupportedDocument
+from rag.language import fold
 from rag.loaders import SUPPORTED_SUFFIXES, display_path
 from rag.pipeline import Chatbot
-from rag.support import fold
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # per file; larger files: `ragchat ingest`
 HEADERS = ["title", "type", "pages", "passages", "added", "size", "file"]
