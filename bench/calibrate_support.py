@@ -30,10 +30,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from recorded import hit_from_row  # noqa: E402
+
 from rag import metrics  # noqa: E402
 from rag.citations import clean_markers  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.evaluate import hit_from_row  # noqa: E402
 from rag.prompts import NOT_FOUND  # noqa: E402
 from rag.refusal import free_text_refusal  # noqa: E402
 from rag.support import Rules, SupportChecker, decide, rules_for, split_claims  # noqa: E402

@@ -31,9 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from recorded import hit_from_row  # noqa: E402
+
 from rag import factory, prompts, verify  # noqa: E402
 from rag.config import Settings  # noqa: E402
-from rag.evaluate import hit_from_row  # noqa: E402
 from rag.language import detect_language  # noqa: E402
 from rag.types import Hit  # noqa: E402
 

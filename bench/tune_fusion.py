@@ -55,6 +55,7 @@ def rankings(eval_dir: Path, name: str, cache: Path, held_out: int) -> dict[str,
     report = bot.ingest([eval_dir / name / "documents.jsonl"])
     ingest_s = time.perf_counter() - t0
     retriever = Retriever(bot.embedder, bot.store, bot.keyword)
+    by_words = Retriever(bot.embedder, bot.store, bot.keyword, mode="keyword")
     mini_ids = {q["id"] for q in load_jsonl(eval_dir / f"{name}_mini" / "questions.jsonl")}
     questions = load_jsonl(eval_dir / name / "questions.jsonl")
     rest = [q for q in questions if q["id"] not in mini_ids]
@@ -62,7 +63,7 @@ def rankings(eval_dir: Path, name: str, cache: Path, held_out: int) -> dict[str,
     rows = []
     for q in (q for q in questions if q["id"] in keep):
         dense = retriever.dense(q["question"], DEPTH)
-        keyword = retriever.keyword_hits(q["question"], DEPTH)
+        keyword = by_words.search(q["question"], DEPTH)
         rows.append(
             {
                 "id": q["id"],

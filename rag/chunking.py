@@ -100,10 +100,8 @@ def chunk_spans(
     """Pack sentences into (start, end) chunk spans: as many chunks as packing up to `size`
     needs, each no longer than that number requires (balanced), so that a text a little over
     `size` becomes two halves rather than a full chunk and a scrap of its last sentences.
-    (Scraps are poor search targets: on the mini set of English questions over German passages
-    balanced chunks found 0.988 of gold passages in the top 5 against 0.984; over held-out
-    questions of three sets, 2 of 2,604 more; docs/results.md.) `balanced=False`: plain greedy
-    packing, each chunk filled up to `size`."""
+    (Scraps are poor search targets; measured in docs/results.md, "Held-out questions".)
+    `balanced=False`: plain greedy packing, each chunk filled up to `size`."""
     sentences = [p for s in split_sentences(text) for p in _cut_long(text, s, size)]
     chunks = _pack(sentences, size, overlap)
     if not balanced or len(chunks) < 2:

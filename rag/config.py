@@ -114,7 +114,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.retrieval not in RETRIEVAL_MODES:
             raise ConfigError(
-                f"retrieval must be one of {', '.join(RETRIEVAL_MODES)}, got {self.retrieval!r}."
+                f"retrieval must be {', '.join(RETRIEVAL_MODES[:-1])} or {RETRIEVAL_MODES[-1]}, "
+                f"got {self.retrieval!r}."
             )
         if self.answer_language not in ANSWER_LANGUAGES:
             raise ConfigError(

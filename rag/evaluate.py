@@ -31,7 +31,7 @@ from rag.errors import ConfigError
 from rag.language import detect_language
 from rag.pipeline import Chatbot
 from rag.records import sentence_records
-from rag.types import Answer, Chunk, Hit, final_answer
+from rag.types import Answer, Hit, final_answer
 
 log = logging.getLogger(__name__)
 
@@ -155,16 +155,6 @@ def _hit_row(hit: Hit) -> dict[str, Any]:
         "similarity": None if hit.similarity is None else round(hit.similarity, 4),
         "text": hit.chunk.text,
     }
-
-
-def hit_from_row(row: dict[str, Any], rank: int, title: str | None = None) -> Hit:
-    """A retrieved passage of a results.jsonl row as a Hit again (its chunk's text only, offsets
-    within that text), for replaying checks on recorded runs. `title` replaces the row's (runs
-    from before titles were recorded)."""
-    text = row["text"]
-    metadata = {"title": row.get("title", "") if title is None else title}
-    chunk = Chunk(row["chunk_id"], row["doc_id"], text, 0, len(text), metadata)
-    return Hit(chunk, row.get("score", 0.0), rank, row.get("similarity"))
 
 
 def score_answer(q: EvalQuestion, answer: Answer) -> dict[str, Any]:

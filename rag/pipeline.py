@@ -7,6 +7,7 @@ rag/factory.py. This module never prints; progress is reported through a callbac
 from __future__ import annotations
 
 import collections
+import collections.abc
 import contextlib
 import dataclasses
 import logging
@@ -399,8 +400,10 @@ class Chatbot:
         question from the earlier turns; `Answer.rewritten` holds what was searched for."""
         return final_answer(self.stream_chat(messages))
 
-    def stream_chat(self, messages: Sequence[dict[str, str]]) -> Iterator[str | Answer]:
-        """`chat`, streamed like `stream`."""
+    def stream_chat(
+        self, messages: Sequence[dict[str, str]]
+    ) -> collections.abc.Generator[str | Answer, None, None]:
+        """`chat`, streamed like `stream`; closing the generator stops the model."""
         turns = [m for m in messages if m.get("role") in ("user", "assistant")]
         if not turns or turns[-1].get("role") != "user":
             raise ConfigError("chat() needs a conversation that ends with a user message.")

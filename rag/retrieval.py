@@ -33,8 +33,8 @@ class Fusion:
     "convex": score = dense score + w * keyword score, each min-max normalised over its list.
     w is `same_language` for a chunk in the question's language, else `other_language`."""
 
-    # defaults: the best of 440 settings on the *_mini questions (bench/tune_fusion.py,
-    # bench/results/tune_fusion.json): never below the best single retriever on any set
+    # defaults: chosen on the *_mini questions by bench/tune_fusion.py (docs/results.md,
+    # "Retrieval"): never below the best single retriever on any set
     method: str = "rrf"
     rrf_k: float = 60.0
     same_language: float = 0.3  # keyword weight for a chunk in the question's language
@@ -145,9 +145,6 @@ class Retriever:
         hits = self.store.search(self.embedder.embed_query(query), k)
         return [replace(h, similarity=h.score) for h in hits]
 
-    def keyword_hits(self, query: str, k: int) -> list[Hit]:
-        return self._fetch(self._keyword_candidates(query, k), k)[0]
-
     def _dense_candidates(self, query: str, k: int) -> list[Hit]:
         """Dense hits holding only the chunk id: texts are fetched after fusion (`_fetch`)."""
         return [
@@ -217,8 +214,7 @@ def merge_neighbours(hits: Sequence[Hit], max_chars: int) -> list[Hit]:
 
     Two neighbours in the top k are one passage read twice: as two hits they take two places in
     the list and two in the prompt, one of them repeating the other's overlap. Joined, the place
-    freed goes to another passage (docs/results.md: on the mini set of English questions over
-    German passages, 0.991 of gold passages in the top 5 instead of 0.988). Chunks that do not
+    freed goes to another passage (measured in docs/results.md, "Retrieval"). Chunks that do not
     overlap stay apart, and so does a chunk that would make a joined hit longer than
     `max_chars` (the prompt takes the most relevant passages first; a whole document in one hit
     would crowd them out). Ranks are renumbered."""

@@ -8,6 +8,7 @@ packaged embedders, a Chroma store and keyword index on tmp_path, the small pack
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from models.rerankers import CrossEncoderReranker
 from rag import protocols as p
 from rag.types import Chunk
 from tests.conftest import ScriptedGenerator
+from tests.test_chroma_server import chroma_server, free_port
 from vectorstore.chroma import ChromaStore
 from vectorstore.keyword import KeywordIndex
 
@@ -85,29 +87,47 @@ def test_embedders_return_unit_vectors_of_their_dimension(
     assert embedder.embed_documents([]).shape[0] == 0
 
 
-def test_the_store_and_the_keyword_index_serve_what_they_hold(
-    tmp_path: Path, minilm: SentenceTransformerEmbedder
+TEXTS = ["Hammouchi a rencontré Avril Haines.", "Le musée ouvre à 10 heures."]
+CHUNKS = [
+    Chunk(f"c{i}", "doc", t, 0, len(t), {"title": "t", "source": "s.txt", "doc_hash": "h"})
+    for i, t in enumerate(TEXTS)
+]
+
+
+@pytest.mark.parametrize("where", ["directory", "server"])
+def test_both_chroma_stores_serve_what_they_hold(
+    where: str, tmp_path: Path, minilm: SentenceTransformerEmbedder
 ) -> None:
-    texts = ["Hammouchi a rencontré Avril Haines.", "Le musée ouvre à 10 heures."]
-    chunks = [
-        Chunk(f"c{i}", "doc", t, 0, len(t), {"title": "t", "source": "s.txt", "doc_hash": "h"})
-        for i, t in enumerate(texts)
-    ]
-    vectors = minilm.embed_documents(texts)
-    store = ChromaStore(tmp_path / "store", minilm.name, minilm.dim)
+    """The persistent store (a directory) and the HTTP one (`chroma run`) alike."""
+    with contextlib.ExitStack() as stack:
+        location = str(tmp_path / "store")
+        if where == "server":
+            location = stack.enter_context(chroma_server(tmp_path / "server", free_port()))
+        store = ChromaStore(location, minilm.name, minilm.dim)
+        check_store(store, minilm)
+
+
+def check_store(store: ChromaStore, minilm: SentenceTransformerEmbedder) -> None:
+    vectors = minilm.embed_documents(TEXTS)
     for protocol in (p.VectorStore, p.DocumentIndex, p.ChunkLookup):
         assert isinstance(store, protocol)
-    store.replace_documents([("doc", chunks, vectors)])
+    store.replace_documents([("doc", CHUNKS, vectors)])
     assert store.count() == 2
     assert store.search(minilm.embed_query("Avril Haines"), 1)[0].chunk.id == "c0"
+    assert store.nearest_ids(minilm.embed_query("Avril Haines"), 1)[0][0] == "c0"
     assert [c.id for c in store.get_chunks("doc")] == ["c0", "c1"]
+    assert [c.text for c in store.fetch(["c1"])] == [TEXTS[1]]
     assert store.doc_hashes(["doc"]) == {"doc": "h"}
+    assert store.source_doc_ids("s.txt") == ["doc"]
+    assert store.delete("doc") == 2 and store.count() == 0
+
+
+def test_the_keyword_index_finds_what_it_holds(tmp_path: Path) -> None:
     keyword = KeywordIndex(tmp_path / "keyword.sqlite3")
     assert isinstance(keyword, p.KeywordSearch)
     keyword.begin(["doc"])
-    keyword.replace_document("doc", chunks, "fr")
+    keyword.replace_document("doc", CHUNKS, "fr")
     assert keyword.search("musée", 1)[0].chunk_id == "c1"
-    assert store.delete("doc") == 2 and store.count() == 0
 
 
 def test_the_local_generator_streams_counts_and_reports_usage(smol: LlamaCppGenerator) -> None:

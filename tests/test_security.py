@@ -262,6 +262,17 @@ def test_browser_runs_no_script_from_documents_their_names_or_answers(
         page.locator("#add").click()
         page.get_by_text("Skipped").first.wait_for(timeout=60_000)
         shown = chat_shown + page.locator("body").inner_text()
+        # a model named with a script: its loading status names it, as text
+        page.get_by_role("tab", name="Settings").click()
+        model = page.locator("#set-model input")
+        model.fill(PAYLOAD.format(n="model"))
+        model.press("Enter")
+        page.locator("#set-save").click()
+        page.locator("#set-model-status").get_by_text("could not be loaded").wait_for(
+            timeout=60_000
+        )
+        # shown as text: the name as the error message quotes it (its repr)
+        model_status = page.locator("#set-model-status").inner_text()
         page.wait_for_timeout(500)
     assert dialogs == []
     for literal in [
@@ -272,3 +283,4 @@ def test_browser_runs_no_script_from_documents_their_names_or_answers(
         f"{PAYLOAD.format(n='name')}.md",  # the file name, in the documents table's id column
     ]:
         assert literal in shown, literal
+    assert '<img src="x" onerror=' in model_status

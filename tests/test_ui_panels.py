@@ -214,7 +214,11 @@ def test_browser_conversation_is_resumed_after_a_restart_and_followed_up(
 
 
 def test_browser_conversation_renamed_exported_and_deleted(app_for: Any, tmp_path: Path) -> None:
+    """A conversation named with a script is shown as text (no dialog opens), exported with
+    its markup inert, and deleted."""
+    dialogs: list[str] = []
     with browser_page() as page:
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         bot = answered(app_for, page)
         page.locator("#conversation-name input").fill("Trip <img src=x onerror=alert(1)>")
         page.locator("#rename").click()
@@ -228,6 +232,7 @@ def test_browser_conversation_renamed_exported_and_deleted(app_for: Any, tmp_pat
         page.locator("#delete-chat").click()
         page.locator("#delete-chat-confirm").click()
         expect(page.locator("#conversations")).not_to_contain_text("Trip", timeout=30_000)
+    assert dialogs == []
     assert Conversations(Path(bot.settings.data_dir) / "conversations.sqlite3").listed() == []
 
 

@@ -1,9 +1,10 @@
 """The Gradio chat: the page's layout and events over the public API (Chatbot), nothing more.
 
-Tabs: Chat (conversations beside the chat: new, resume, rename, delete, export; a stop button
-while an answer streams), Library (ui/library.py), Settings (ui/preferences.py) and Evaluate
-(ui/evaluate.py). What an answer shows is ui/render.py; conversations are kept in SQLite
-(ui/conversations.py); the models' loading status is shown until they are loaded.
+Tabs: Chat (ui/chat.py: conversations beside the chat, new, resume, rename, delete, export; a
+stop button while an answer streams), Library (ui/library.py), Settings (here; the values are
+kept by ui/preferences.py) and Evaluate (ui/evaluate.py). What an answer shows is ui/render.py;
+conversations are kept in SQLite (ui/conversations.py); the models' loading status is shown
+until they are loaded, and another model's in Settings once it is chosen.
 
 Security (docs/security.md): everything taken from documents or the model is escaped
 (ui/render.py); ui/guard.py adds the outer wall: loopback Host headers only, no cross-origin
@@ -26,31 +27,18 @@ from typing import Any
 import gradio as gr
 
 from rag.config import ANSWER_LANGUAGES, RETRIEVAL_MODES
-from rag.errors import ConfigError, RagChatError, UnsupportedDocument
-from rag.loaders import SUPPORTED_SUFFIXES
-from rag.markup import strip_markup
+from rag.errors import ConfigError
 from rag.pipeline import Chatbot
-from rag.types import Answer
-from ui import evaluate, library, preferences
+from ui import evaluate, preferences
+from ui.chat import ChatPanel
 from ui.conversations import Conversations
 from ui.guard import Guard, is_loopback_host
-from ui.library import MAX_UPLOAD_BYTES, save_upload, upload_dir
-from ui.render import (
-    CSS,
-    answer_html,
-    answer_messages,
-    escape,
-    escape_answer,
-    escape_html,
-    shown,
-    source_message,
-)
+from ui.library import MAX_UPLOAD_BYTES, LibraryPanel, save_upload, upload_dir
+from ui.render import CSS, answer_html, escape, escape_html, source_message
 
 __all__ = ["build_app", "launch", "save_upload", "source_message", "escape", "answer_html"]
 
 log = logging.getLogger(__name__)
-
-CHAT_CONCURRENCY = 8  # questions in progress at once (see build_app)
 
 
 def user_of(request: gr.Request | None) -> str:
@@ -108,366 +96,74 @@ class Session:
             return self.loading[llm]
 
 
-def _conversation_choices(convs: Conversations) -> list[tuple[str, int]]:
-    return [(c.title, c.id) for c in convs.listed()]
+class SettingsPanel:
+    """The Settings tab: the answer model (with its loading status), top_k, retrieval mode
+    and answer language, saved per user (ui/preferences.py)."""
 
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.settings = session.bot.settings
 
-def chat_tab(session: Session) -> OnLoad:
-    """Conversations beside the chat, the question box with Ask and Stop."""
-    with gr.Row():
-        with gr.Column(scale=1, min_width=230):
-            new = gr.Button("New chat", elem_id="new-chat")
-            picked = gr.Radio(
-                label="Conversations", choices=[], elem_id="conversations", interactive=True
-            )
-            name = gr.Textbox(label="Name", elem_id="conversation-name", max_lines=1)
-            with gr.Row():
-                rename = gr.Button("Rename", size="sm", elem_id="rename")
-                export = gr.Button("Export", size="sm", elem_id="export")
-                delete = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-chat")
-            sure = gr.Button(
-                "Delete this conversation for good",
-                variant="stop",
-                visible=False,
-                elem_id="delete-chat-confirm",
-            )
-            exported = gr.File(label="Markdown", visible=False, elem_id="exported")
-        with gr.Column(scale=4):
-            chat = gr.Chatbot(
-                label="Chat",
-                elem_id="chat",
-                height="72vh",
-                group_consecutive_messages=False,
-                # the answer is ragchat's HTML over escaped text (ui/render.py); Gradio strips
-                # scripts and event handlers from anything else (tests/test_security.py)
-                sanitize_html=True,
-            )
-            with gr.Row():
-                box = gr.Textbox(
-                    placeholder="Ask a question, in any language…",
-                    show_label=False,
-                    scale=5,
-                    elem_id="question",
-                    autofocus=True,
-                )
-                send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-                stop = gr.Button("Stop", scale=1, elem_id="stop", variant="stop")
-    current = gr.State(None)  # the open conversation's id
-
-    def respond(message: str, history: list[dict[str, Any]], conv: int | None, request: gr.Request):  # type: ignore[no-untyped-def]
-        message = (message or "").strip()
-        convs = session.conversations(request)
-        if not message:
-            yield history, "", conv, gr.Radio()
-            return
-        try:
-            bot = session.bot_for(request)
-            if conv is None:
-                conv = convs.create().id
-            messages = [*convs.messages(conv), {"role": "user", "content": message}]
-        except RagChatError as e:
-            gr.Warning(escape_html(str(e)))
-            yield history, message, conv, gr.Radio()
-            return
-        history = [
-            *history,
-            {"role": "user", "content": escape(message)},
-            {"role": "assistant", "content": ""},
+    def build(self) -> OnLoad:
+        """Lay the tab out and wire its events; what to run when the page loads."""
+        started = preferences.Preferences.of(self.settings)
+        fields = [
+            gr.Dropdown(
+                label="Answer model (a .gguf of the models folder, or openai:http://host:port/v1)",
+                choices=preferences.models(self.settings, started.llm),
+                value=started.llm,
+                allow_custom_value=True,
+                elem_id="set-model",
+            ),
+            gr.Number(
+                label="Passages retrieved (top_k)",
+                value=started.top_k,
+                precision=0,
+                elem_id="set-top-k",
+            ),
+            gr.Radio(
+                label="Retrieval",
+                choices=list(RETRIEVAL_MODES),
+                value=started.retrieval,
+                elem_id="set-retrieval",
+            ),
+            gr.Dropdown(
+                label="Answer language (auto: the question's)",
+                choices=list(ANSWER_LANGUAGES),
+                value=started.answer_language,
+                elem_id="set-language",
+            ),
         ]
-        yield history, "", conv, gr.Radio()
-        stream = bot.stream_chat(messages)
-        answer: Answer | None = None
-        streamed = ""
-        try:
-            for piece in stream:
-                if isinstance(piece, Answer):
-                    answer = piece
-                else:  # shown as text, its markup left out, until the checked answer
-                    streamed += piece
-                    history[-1]["content"] = escape_answer(strip_markup(streamed).text)
-                    yield history, "", conv, gr.Radio()
-        except RagChatError as e:
-            history[-1]["content"] = escape(str(e))
-            gr.Warning(escape_html(str(e)))
-            yield history, "", conv, gr.Radio()
-            return
-        finally:  # Stop closes this generator: the model's generation ends with it
-            close = getattr(stream, "close", None)
-            if callable(close):
-                close()
-        assert answer is not None
-        convs.add(conv, answer)
-        history[-1]["content"] = answer_html(answer)
-        history.extend(answer_messages(answer))
-        yield history, "", conv, gr.Radio(choices=_conversation_choices(convs), value=conv)
+        save = gr.Button("Save settings", variant="primary", elem_id="set-save")
+        status = gr.Markdown(elem_id="set-status")
+        model_status = gr.Markdown(elem_id="set-model-status")
+        poll = gr.Timer(1.0, active=False)
+        save.click(self.saved, fields, [status, poll])
+        poll.tick(self.model_loading, None, [model_status, poll], queue=False)
+        return self.loaded, fields
 
-    def opened(conv: int | None, request: gr.Request):  # type: ignore[no-untyped-def]
-        convs = session.conversations(request)
-        if conv is None:
-            return [], None, ""
-        try:
-            return shown(convs.answers(conv)), conv, convs.get(conv).title
-        except RagChatError as e:
-            gr.Warning(escape_html(str(e)))
-            return [], None, ""
-
-    def start(request: gr.Request):  # type: ignore[no-untyped-def]
-        """On load: the conversations, the last one used opened."""
-        convs = session.conversations(request)
-        listed = _conversation_choices(convs)
-        conv = listed[0][1] if listed else None
-        history, conv, title = opened(conv, request)
-        return gr.Radio(choices=listed, value=conv), history, conv, title
-
-    def new_chat():  # type: ignore[no-untyped-def]
-        return [], None, "", gr.Radio(value=None)
-
-    def renamed(conv: int | None, title: str, request: gr.Request):  # type: ignore[no-untyped-def]
-        convs = session.conversations(request)
-        if conv is None:
-            gr.Warning("Open a conversation first, then rename it.")
-            return gr.Radio()
-        try:
-            convs.rename(conv, title)
-        except RagChatError as e:
-            gr.Warning(escape_html(str(e)))
-        return gr.Radio(choices=_conversation_choices(convs), value=conv)
-
-    def deleted(conv: int | None, request: gr.Request):  # type: ignore[no-untyped-def]
-        convs = session.conversations(request)
-        if conv is not None:
-            try:
-                convs.delete(conv)
-            except RagChatError as e:
-                gr.Warning(escape_html(str(e)))
-        listed = _conversation_choices(convs)
-        return gr.Radio(choices=listed, value=None), [], None, "", gr.Button(visible=False)
-
-    def exported_file(conv: int | None, request: gr.Request):  # type: ignore[no-untyped-def]
-        convs = session.conversations(request)
-        if conv is None:
-            gr.Warning("Open a conversation first, then export it.")
-            return gr.File(visible=False)
-        folder = Path(session.bot.settings.data_dir) / "exports"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"conversation-{conv}.md"
-        path.write_text(convs.markdown(conv), encoding="utf-8")
-        return gr.File(value=str(path), visible=True)
-
-    # Up to CHAT_CONCURRENCY questions are in progress at once: their retrieval runs side
-    # by side, and the generator lets one of them generate at a time (a llama.cpp context
-    # is not thread-safe; a model server takes several).
-    events = [
-        trigger(
-            respond,
-            [box, chat, current],
-            [chat, box, current, picked],
-            concurrency_limit=CHAT_CONCURRENCY,
-            concurrency_id="chat",
-        )
-        for trigger in (box.submit, send.click)
-    ]
-    stop.click(None, None, None, cancels=events)  # type: ignore[arg-type]
-    picked.input(opened, [picked], [chat, current, name])
-    new.click(new_chat, None, [chat, current, name, picked])
-    rename.click(renamed, [current, name], [picked])
-    delete.click(lambda: gr.Button(visible=True), None, [sure])
-    sure.click(deleted, [current], [picked, chat, current, name, sure])
-    export.click(exported_file, [current], [exported])
-    return start, [picked, chat, current, name]
-
-
-def library_tab(session: Session, max_upload_bytes: int) -> OnLoad:
-    """The documents: search, the table, remove (confirmed), read again, add."""
-    bot = session.bot
-    search = gr.Textbox(
-        label="Search documents", placeholder="title or file name", elem_id="doc-search"
-    )
-    docs = gr.Dataframe(
-        headers=library.HEADERS,
-        label="Documents",
-        interactive=False,
-        elem_id="documents",
-        wrap=False,
-    )
-    with gr.Row():
-        chosen = gr.Dropdown(
-            label="Document",
-            choices=[],
-            allow_custom_value=True,  # bot.delete takes exact ids only
-            elem_id="remove-choice",
-            scale=3,
-        )
-        again = gr.Button("Read again", elem_id="reingest", scale=1)
-        remove = gr.Button("Remove", elem_id="remove", scale=1, variant="stop")
-    sure = gr.Button(
-        "Remove this document for good", variant="stop", visible=False, elem_id="remove-confirm"
-    )
-    status = gr.Markdown(elem_id="ingest-status")
-    skipped = gr.Markdown(elem_id="skipped")
-    files = gr.File(
-        label="Add documents",
-        file_count="multiple",
-        file_types=sorted(SUPPORTED_SUFFIXES),
-        elem_id="upload",
-    )
-    add = gr.Button("Add to library", elem_id="add", variant="primary")
-
-    def listing(query: str = "") -> tuple[Any, Any, str]:
-        try:
-            documents = bot.documents()
-        except RagChatError as e:
-            gr.Warning(escape_html(str(e)))
-            documents = []
-        problems = library.last_skipped(bot)
-        kept = ""
-        if problems:
-            kept = "**Skipped in the last upload:**\n\n" + "\n".join(
-                f"- {escape(p['file'])}: {escape(p['reason'])}" for p in problems
-            )
-        return (
-            library.rows(documents, query or ""),
-            gr.Dropdown(choices=library.choices(documents), value=None),
-            kept,
-        )
-
-    def ingest_uploads(paths: list[str] | None, progress: gr.Progress = gr.Progress()):  # type: ignore[no-untyped-def]
-        query = ""  # the whole list after an upload, so the new documents show
-        if not paths:
-            gr.Warning("Choose files to add first.")
-            return *listing(query), None, ""
-        saved: list[Path] = []
-        refused: list[UnsupportedDocument] = []
-        for f in paths:
-            try:
-                saved.append(save_upload(f, upload_dir(bot), max_upload_bytes))
-            except UnsupportedDocument as e:
-                refused.append(e)
-        read = {"done": 0, "total": len(saved)}
-
-        def report_progress(done: int, total: int, path: str) -> None:
-            read.update(done=done, total=total)
-            progress((done, total), desc=f"Reading {Path(path).name} ({done}/{total} files)")
-
-        def report_embedding(done: int, total: int) -> None:  # most of the time: embedding
-            progress(
-                (done, total),
-                desc=f"Embedding passages ({read['done']}/{read['total']} files read)",
-                unit="passages",
-            )
-
-        try:
-            report = bot.ingest(saved, progress=report_progress, embedding=report_embedding)
-        except RagChatError as e:
-            gr.Warning(escape_html(str(e)))
-            return *listing(query), None, ""
-        problems = [(e.path, e.reason) for e in refused] + [
-            (s.path, s.reason) for s in report.skipped
-        ]
-        library.keep_skipped(bot, problems)
-        line = (
-            f"Added {report.documents} documents ({report.chunks} passages); "
-            f"{report.unchanged} unchanged; {len(problems)} skipped."
-        )
-        return *listing(query), None, escape(line)
-
-    def removed(doc_id: str | None, query: str):  # type: ignore[no-untyped-def]
-        """The explicit way to replace a document: remove it, then add the new version."""
-        if not doc_id:
-            gr.Warning("Choose a document to remove first.")
-            return *listing(query), "", gr.Button(visible=False)
-        try:
-            n = bot.delete(doc_id)
-            done = f"Removed {n} passages of {escape(doc_id)}."
-        except RagChatError as e:
-            gr.Warning(escape_html(str(e)))
-            done = ""
-        return *listing(query), done, gr.Button(visible=False)
-
-    def read_again(doc_id: str | None, query: str):  # type: ignore[no-untyped-def]
-        if not doc_id:
-            gr.Warning("Choose a document to read again first.")
-            return *listing(query), ""
-        try:
-            done = library.reingest(bot, doc_id)
-        except RagChatError as e:
-            gr.Warning(escape_html(str(e)))
-            done = ""
-        return *listing(query), escape(done)
-
-    shown_now = [docs, chosen, skipped]
-    add_outputs = [*shown_now, files, status]
-    search.change(listing, [search], shown_now, queue=False)
-    add.click(
-        ingest_uploads,
-        [files],
-        add_outputs,
-        concurrency_limit=1,
-        concurrency_id="ingest",
-    )
-    remove.click(lambda: gr.Button(visible=True), None, [sure])
-    sure.click(removed, [chosen, search], [*shown_now, status, sure], concurrency_id="ingest")
-    again.click(read_again, [chosen, search], [*shown_now, status], concurrency_id="ingest")
-    return (lambda: listing("")), shown_now
-
-
-def settings_tab(session: Session) -> OnLoad:
-    """The answer model, top_k, retrieval mode and answer language, saved per user."""
-    settings = session.bot.settings
-    started = preferences.Preferences.of(settings)
-    model = gr.Dropdown(
-        label="Answer model (a .gguf of the models folder, or openai:http://host:port/v1)",
-        choices=preferences.models(settings, started.llm),
-        value=started.llm,
-        allow_custom_value=True,
-        elem_id="set-model",
-    )
-    top_k = gr.Number(
-        label="Passages retrieved (top_k)", value=started.top_k, precision=0, elem_id="set-top-k"
-    )
-    retrieval = gr.Radio(
-        label="Retrieval",
-        choices=list(RETRIEVAL_MODES),
-        value=started.retrieval,
-        elem_id="set-retrieval",
-    )
-    language = gr.Dropdown(
-        label="Answer language (auto: the question's)",
-        choices=list(ANSWER_LANGUAGES),
-        value=started.answer_language,
-        elem_id="set-language",
-    )
-    save = gr.Button("Save settings", variant="primary", elem_id="set-save")
-    status = gr.Markdown(elem_id="set-status")
-    model_status = gr.Markdown(elem_id="set-model-status")
-    poll = gr.Timer(1.0, active=False)
-
-    def model_loading(request: gr.Request):  # type: ignore[no-untyped-def]
+    def model_loading(self, request: gr.Request):  # type: ignore[no-untyped-def]
         """The user's answer model's loading status, and whether to keep asking."""
-        llm = preferences.load(settings, user_of(request)).llm
-        readiness = session.loading.get(llm) if llm != settings.llm else None
+        llm = preferences.load(self.settings, user_of(request)).llm
+        readiness = self.session.loading.get(llm) if llm != self.settings.llm else None
         if readiness is None:
             return "", gr.Timer(active=False)
         return readiness.message, gr.Timer(active=not readiness.done)
 
-    def saved(llm: str, k: float, mode: str, lang: str, request: gr.Request):  # type: ignore[no-untyped-def]
+    def saved(self, llm: str, k: float, mode: str, lang: str, request: gr.Request):  # type: ignore[no-untyped-def]
         try:
-            chosen = preferences.Preferences(llm, k, mode, lang).checked(settings)  # type: ignore[arg-type]
+            chosen = preferences.Preferences(llm, k, mode, lang).checked(self.settings)  # type: ignore[arg-type]
         except ConfigError as e:
             gr.Warning(escape_html(str(e)))
             return f"⚠️ {escape(str(e))}", gr.Timer(active=False)
-        preferences.save(settings, chosen, user_of(request))
-        if chosen.llm != settings.llm:
-            session.load_model(chosen.llm)  # now, not on the next question
+        preferences.save(self.settings, chosen, user_of(request))
+        if chosen.llm != self.settings.llm:
+            self.session.load_model(chosen.llm)  # now, not on the next question
         return escape("Saved: the next answer uses these settings."), gr.Timer(active=True)
 
-    def loaded(request: gr.Request):  # type: ignore[no-untyped-def]
-        p = preferences.load(settings, user_of(request))
+    def loaded(self, request: gr.Request):  # type: ignore[no-untyped-def]
+        p = preferences.load(self.settings, user_of(request))
         return p.llm, p.top_k, p.retrieval, p.answer_language
-
-    save.click(saved, [model, top_k, retrieval, language], [status, poll])
-    poll.tick(model_loading, None, [model_status, poll], queue=False)
-    return loaded, [model, top_k, retrieval, language]
 
 
 # what a tab runs when the page loads: a function and the components it fills
@@ -499,11 +195,11 @@ def build_app(
             )
         on_load = []
         with gr.Tab("Chat"):
-            on_load.append(chat_tab(session))
+            on_load.append(ChatPanel(session).build())
         with gr.Tab("Library"):
-            on_load.append(library_tab(session, max_upload_bytes))
+            on_load.append(LibraryPanel(session, max_upload_bytes).build())
         with gr.Tab("Settings"):
-            on_load.append(settings_tab(session))
+            on_load.append(SettingsPanel(session).build())
         with gr.Tab("Evaluate"):
             evaluate.tab(bot)
         for fn, outputs in on_load:

@@ -14,12 +14,18 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rag.errors import UnsupportedDocument
+import gradio as gr
+
+from rag.errors import RagChatError, UnsupportedDocument
 from rag.language import fold
 from rag.loaders import SUPPORTED_SUFFIXES, display_path
 from rag.pipeline import Chatbot
+from ui.render import escape, escape_html
+
+if TYPE_CHECKING:
+    from ui.app import OnLoad, Session
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # per file; larger files: `ragchat ingest`
 HEADERS = ["title", "type", "pages", "passages", "added", "size", "file"]
@@ -148,3 +154,147 @@ def last_skipped(bot: Chatbot) -> list[dict[str, str]]:
         return list(json.loads(skipped_path(bot).read_text(encoding="utf-8")))
     except (OSError, ValueError):
         return []
+
+
+class LibraryPanel:
+    """The Library tab: search, the table, remove (confirmed), read again, add; its handlers
+    call the public API of the Session's Chatbot."""
+
+    def __init__(self, session: Session, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> None:
+        self.bot = session.bot
+        self.max_upload_bytes = max_upload_bytes
+
+    def build(self) -> OnLoad:
+        """Lay the tab out and wire its events; what to run when the page loads."""
+        search = gr.Textbox(
+            label="Search documents", placeholder="title or file name", elem_id="doc-search"
+        )
+        docs = gr.Dataframe(
+            headers=HEADERS, label="Documents", interactive=False, elem_id="documents", wrap=False
+        )
+        with gr.Row():
+            chosen = gr.Dropdown(
+                label="Document",
+                choices=[],
+                allow_custom_value=True,  # bot.delete takes exact ids only
+                elem_id="remove-choice",
+                scale=3,
+            )
+            again = gr.Button("Read again", elem_id="reingest", scale=1)
+            remove = gr.Button("Remove", elem_id="remove", scale=1, variant="stop")
+        sure = gr.Button(
+            "Remove this document for good", variant="stop", visible=False, elem_id="remove-confirm"
+        )
+        status = gr.Markdown(elem_id="ingest-status")
+        skipped = gr.Markdown(elem_id="skipped")
+        files = gr.File(
+            label="Add documents",
+            file_count="multiple",
+            file_types=sorted(SUPPORTED_SUFFIXES),
+            elem_id="upload",
+        )
+        add = gr.Button("Add to library", elem_id="add", variant="primary")
+        listed = [docs, chosen, skipped]
+        search.change(self.listing, [search], listed, queue=False)
+        add.click(
+            self.ingest_uploads,
+            [files],
+            [*listed, files, status],
+            concurrency_limit=1,
+            concurrency_id="ingest",
+        )
+        remove.click(lambda: gr.Button(visible=True), None, [sure])
+        sure.click(self.removed, [chosen, search], [*listed, status, sure], concurrency_id="ingest")
+        again.click(self.read_again, [chosen, search], [*listed, status], concurrency_id="ingest")
+        return (lambda: self.listing("")), listed
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    def listing(self, query: str = "") -> tuple[Any, Any, str]:
+        """The table for `query`, the documents to choose from, the last upload's skipped."""
+        try:
+            documents = self.bot.documents()
+        except RagChatError as e:
+            gr.Warning(escape_html(str(e)))
+            documents = []
+        problems = last_skipped(self.bot)
+        kept = ""
+        if problems:
+            kept = "**Skipped in the last upload:**\n\n" + "\n".join(
+                f"- {escape(p['file'])}: {escape(p['reason'])}" for p in problems
+            )
+        return (
+            rows(documents, query or ""),
+            gr.Dropdown(choices=choices(documents), value=None),
+            kept,
+        )
+
+    def ingest_uploads(self, paths: list[str] | None, progress: gr.Progress = gr.Progress()):  # type: ignore[no-untyped-def]  # noqa: B008
+        """Save the uploads (checked), ingest them with per-file progress, say what happened."""
+        if not paths:
+            gr.Warning("Choose files to add first.")
+            return *self.listing(), None, ""
+        saved: list[Path] = []
+        refused: list[UnsupportedDocument] = []
+        for f in paths:
+            try:
+                saved.append(save_upload(f, upload_dir(self.bot), self.max_upload_bytes))
+            except UnsupportedDocument as e:
+                refused.append(e)
+        try:
+            report = self.bot.ingest(saved, **_progress_reports(progress))
+        except RagChatError as e:
+            gr.Warning(escape_html(str(e)))
+            return *self.listing(), None, ""
+        problems = [(e.path, e.reason) for e in refused] + [
+            (s.path, s.reason) for s in report.skipped
+        ]
+        keep_skipped(self.bot, problems)
+        line = (
+            f"Added {report.documents} documents ({report.chunks} passages); "
+            f"{report.unchanged} unchanged; {len(problems)} skipped."
+        )
+        return *self.listing(), None, escape(line)  # the whole list: the new ones show
+
+    def removed(self, doc_id: str | None, query: str):  # type: ignore[no-untyped-def]
+        """The explicit way to replace a document: remove it, then add the new version."""
+        if not doc_id:
+            gr.Warning("Choose a document to remove first.")
+            return *self.listing(query), "", gr.Button(visible=False)
+        try:
+            n = self.bot.delete(doc_id)
+            done = f"Removed {n} passages of {escape(doc_id)}."
+        except RagChatError as e:
+            gr.Warning(escape_html(str(e)))
+            done = ""
+        return *self.listing(query), done, gr.Button(visible=False)
+
+    def read_again(self, doc_id: str | None, query: str):  # type: ignore[no-untyped-def]
+        if not doc_id:
+            gr.Warning("Choose a document to read again first.")
+            return *self.listing(query), ""
+        try:
+            done = reingest(self.bot, doc_id)
+        except RagChatError as e:
+            gr.Warning(escape_html(str(e)))
+            done = ""
+        return *self.listing(query), escape(done)
+
+
+def _progress_reports(progress: gr.Progress) -> dict[str, Any]:
+    """Chatbot.ingest's progress callbacks, shown on Gradio's `progress` bar: the file being
+    read, then (most of the time) the passages being embedded."""
+    read = {"done": 0, "total": 0}
+
+    def reading(done: int, total: int, path: str) -> None:
+        read.update(done=done, total=total)
+        progress((done, total), desc=f"Reading {Path(path).name} ({done}/{total} files)")
+
+    def embedding(done: int, total: int) -> None:
+        progress(
+            (done, total),
+            desc=f"Embedding passages ({read['done']}/{read['total']} files read)",
+            unit="passages",
+        )
+
+    return {"progress": reading, "embedding": embedding}
