@@ -87,11 +87,13 @@ class Session:
             return self.by_model[llm]
 
     def load_model(self, llm: str) -> Readiness:
-        """Start loading another answer model in the background (once); its Readiness says
-        how it goes."""
+        """Start loading another answer model in the background (once, or again after it
+        failed); its Readiness says how it goes."""
         bot = self.model_bot(llm)
         with self._lock:
-            if llm not in self.loading:
+            tried = self.loading.get(llm)
+            # again after a failure: the file may be there now
+            if tried is None or (tried.done and tried.message.startswith("⚠️")):
                 self.loading[llm] = warm_up(bot, f"⏳ Loading {escape(llm)}…")
             return self.loading[llm]
 
