@@ -532,6 +532,12 @@ def iter_file(path: str | Path, problems: list[Skipped] | None = None) -> Iterat
         raise UnsupportedDocument(shown, _os_reason(e)) from e
 
 
+def source_file(source: str) -> str:
+    """The file a document's source names: "notes.jsonl#r1" and "big.txt#part00002" are records
+    or sections of one file."""
+    return source.split("#", 1)[0]
+
+
 def is_section(doc_id: str) -> bool:
     """Whether a document id names a section of a streamed file."""
     return re.search(r"#part\d{5}$", doc_id) is not None

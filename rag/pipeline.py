@@ -309,10 +309,8 @@ class Chatbot:
         name are told apart by their source."""
         docs = self.store.documents()
         for d in docs:
-            source = str(d.get("source") or d["doc_id"])
-            d["name"] = d.get("name") or Path(source.split("#", 1)[0]).name + (
-                f"#{source.split('#', 1)[1]}" if "#" in source else ""
-            )
+            file, mark, part = str(d.get("source") or d["doc_id"]).partition("#")
+            d["name"] = d.get("name") or Path(file).name + mark + part
         shown = collections.Counter(d["name"] for d in docs)
         for d in docs:
             if shown[d["name"]] > 1:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rag.citations import MARKER
+from rag.citations import marker_numbers
 
 # signals that refuse the answer, and what each tells the person asking
 REASONS = {
@@ -112,9 +112,5 @@ def free_text_refusal(raw: str, n_passages: int, not_found: str) -> bool:
     text = raw.strip()
     if not text or text.startswith(not_found):
         return True
-    has_citation = any(
-        1 <= int(n) <= n_passages
-        for m in MARKER.finditer(text)
-        for n in re.findall(r"\d+", m.group(1))
-    )
+    has_citation = any(1 <= n <= n_passages for n in marker_numbers(text))
     return not has_citation and bool(_FREE_REFUSAL.search(text))

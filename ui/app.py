@@ -65,11 +65,17 @@ class Session:
         self.bot = bot
         self.by_model: dict[str, Chatbot] = {}
         self.loading: dict[str, Readiness] = {}  # per other model: its loading, for Settings
+        self._conversations: dict[str, Conversations] = {}  # per user
         self._lock = threading.Lock()
         self.db = Path(bot.settings.data_dir) / "conversations.sqlite3"
 
     def conversations(self, request: gr.Request | None) -> Conversations:
-        return Conversations(self.db, user_of(request))
+        """The asking user's conversations (opened, and its schema made, once per user)."""
+        owner = user_of(request)
+        with self._lock:
+            if owner not in self._conversations:
+                self._conversations[owner] = Conversations(self.db, owner)
+            return self._conversations[owner]
 
     def bot_for(self, request: gr.Request | None) -> Chatbot:
         """The Chatbot for the user's settings (ui/preferences.py)."""

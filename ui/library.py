@@ -20,7 +20,7 @@ import gradio as gr
 
 from rag.errors import RagChatError, UnsupportedDocument
 from rag.language import fold
-from rag.loaders import SUPPORTED_SUFFIXES, display_path
+from rag.loaders import SUPPORTED_SUFFIXES, display_path, source_file
 from rag.pipeline import Chatbot
 from ui.render import escape, escape_html
 
@@ -84,8 +84,7 @@ def _size(n: Any) -> str:
 
 
 def _type(d: dict[str, Any]) -> str:
-    source = str(d.get("source") or "").split("#", 1)[0]
-    return Path(source).suffix.lstrip(".").lower() or "text"
+    return Path(source_file(str(d.get("source") or ""))).suffix.lstrip(".").lower() or "text"
 
 
 def rows(documents: list[dict[str, Any]], query: str = "") -> list[list[Any]]:
@@ -121,7 +120,7 @@ def reingest(bot: Chatbot, doc_id: str) -> str:
     doc = next((d for d in bot.documents() if d["doc_id"] == doc_id), None)
     if doc is None:
         raise UnsupportedDocument(doc_id, "no such document: it was removed; refresh the list")
-    path = Path(str(doc.get("source") or "").split("#", 1)[0])
+    path = Path(source_file(str(doc.get("source") or "")))
     if not path.is_file():
         raise UnsupportedDocument(
             str(doc["name"]), "its file is no longer on this machine: upload it again"

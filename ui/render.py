@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rag.citations import MARKER
+from rag.citations import MARKER, marker_numbers
 from rag.refusal import explain
 from rag.support import with_markers
 from rag.types import Answer, Chunk, Citation
@@ -127,7 +127,7 @@ def _with_controls(text: str, answer: Answer, pages: bool) -> str:
     return around_markers(
         text,
         escape_html,
-        lambda m: "".join(citation_control(int(n), answer, pages) for n in re.findall(r"\d+", m)),
+        lambda m: "".join(citation_control(n, answer, pages) for n in marker_numbers(m)),
     )
 
 
@@ -181,7 +181,6 @@ def answer_html(answer: Answer, pages: bool = True) -> str:
 def source_message(citation: Citation) -> dict[str, Any]:
     """One collapsible chat entry showing the cited passage, the quote highlighted."""
     chunk = citation.chunk
-    page = f" · page {chunk.page}" if chunk.page else ""
     body = (
         escape(chunk.text[: citation.start])
         + "<mark>"
@@ -192,17 +191,16 @@ def source_message(citation: Citation) -> dict[str, Any]:
     return {
         "role": "assistant",
         "content": body,
-        "metadata": {"title": f"[{citation.n}] {escape(chunk.title)}{page}", "status": "done"},
+        "metadata": {"title": f"[{citation.n}] {escape(_place(chunk))}", "status": "done"},
     }
 
 
 def passage_message(n: int, chunk: Chunk, label: str = "") -> dict[str, Any]:
     """A collapsible chat entry showing a passage that was not cited (a refusal's closest)."""
-    page = f" · page {chunk.page}" if chunk.page else ""
     return {
         "role": "assistant",
         "content": escape(chunk.text),
-        "metadata": {"title": f"{label}{n}. {escape(chunk.title)}{page}", "status": "done"},
+        "metadata": {"title": f"{label}{n}. {escape(_place(chunk))}", "status": "done"},
     }
 
 
