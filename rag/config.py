@@ -73,9 +73,14 @@ class Settings:
     # how the model answers: "quote" (it names the evidence sentences that state the answer,
     # held to them by a grammar, then answers) or "free" (text with [n] markers, checked after)
     answer_form: str = "quote"
-    # of the sentences the model names, how many (those closest to the question by the
-    # embedder) it reads again right before answering; 0: all it named
-    quote_sentences: int = 2
+    # how many sentences the model reads again right before answering: with quote_choice
+    # "closest" the ones closest to the question (0 counts as 1); with "model", of those it
+    # named, the closest (0: all it named)
+    quote_sentences: int = 1
+    # who chooses the sentences an answer quotes: "model" (it names them, held by a grammar to
+    # the shown ids) or "closest" (the engine quotes the quote_sentences closest to the
+    # question by the embedder, rag/evidence.py `closest`; the model may still reply "none")
+    quote_choice: str = "closest"
     # memory for the model's KV states of evidence blocks reused across questions, in MiB
     kv_cache_mb: int = 512
     # sampling temperature of the answer (0 = deterministic)
@@ -128,6 +133,8 @@ class Settings:
             )
         if self.answer_form not in ("quote", "free"):
             raise ConfigError(f"answer_form must be quote or free, got {self.answer_form!r}.")
+        if self.quote_choice not in ("model", "closest"):
+            raise ConfigError(f"quote_choice must be model or closest, got {self.quote_choice!r}.")
         if self.quote_sentences < 0:
             raise ConfigError("quote_sentences must be 0 (all named) or more.")
         if self.evidence_tokens < 50 or self.collection_tokens < 0 or self.kv_cache_mb < 0:

@@ -34,6 +34,10 @@ _BACK_REFERENCE = re.compile(
 )
 LEXICAL_WEIGHT = 0.1  # of the share of the question's words a sentence holds, beside its cosine
 RANK_PENALTY = 0.05  # per rank of its passage below the first
+# closest(): the share of the question's words a sentence and its title hold, and the
+# penalty per place of its block (tuned for the first sentence holding the gold answer)
+TITLE_WEIGHT = 0.2
+CLOSEST_RANK = 0.02
 HEADER_TOKENS = 12  # a block's "[n] title" line, about
 
 
@@ -188,19 +192,25 @@ def closest(
     sentence_vectors: Callable[[Hit], tuple[list[tuple[int, int]], np.ndarray]],
     k: int = 3,
 ) -> list[str]:
-    """The ids of the k evidence sentences that score best for the question (as `select`
-    scores them, without the rank penalty): a hint the prompt gives after the question."""
+    """The ids of the k evidence sentences that score best for the question: the sentences
+    `quote_choice` "closest" quotes, and the hint the prompt may give after the question.
+    Each scores as in `select`, plus TITLE_WEIGHT times the share of the question's words
+    that it and its passage's title hold together, less CLOSEST_RANK per place of its block
+    (bench/tune_closest.py)."""
     scored = []
     for block in evidence.blocks:
         spans, vectors = sentence_vectors(block.hit)
         where = {span: m for m, span in enumerate(spans)}
+        title = words(block.hit.chunk.title or "")
         for line in block.lines:
             m = where.get((line.start, line.end))
             if m is None:
                 continue
             held = words(block.hit.chunk.text[line.start : line.end])
             score = float(np.asarray(vectors[m]) @ np.asarray(question_vector))
-            scored.append((score + LEXICAL_WEIGHT * _share(question_words, held), line.id))
+            score += LEXICAL_WEIGHT * _share(question_words, held)
+            score += TITLE_WEIGHT * _share(question_words, held | title)
+            scored.append((score - CLOSEST_RANK * (block.n - 1), line.id))
     return [i for _, i in sorted(scored, key=lambda x: -x[0])[:k]]
 
 

@@ -307,6 +307,12 @@ def quote_grammar(ids: Sequence[str]) -> str:
     )
 
 
+def quote_fixed_grammar(ids: Sequence[str]) -> str:
+    """A GBNF grammar for what follows QUOTE_PREFILL when the engine chose the quoted
+    sentences: " none", or exactly those ids, then the end of the line."""
+    return f'root ::= "{QUOTE_NONE}" | " {", ".join(ids)}\\n"\n'
+
+
 QUOTE_ANSWER = "Answer:"  # what the reply's second line begins with
 
 

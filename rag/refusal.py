@@ -32,7 +32,7 @@ REASONS = {
 NOTES = {
     "markup_removed": "Images, links or HTML that a document made the model write were removed.",
     "retried": "The model's first answer only repeated the question; it was asked again, "
-    "choosing among the sentences closest to the question that it had not named.",
+    "from the next sentences closest to the question.",
     "quote_moved": "The sentences the model named did not state the answer; the ones that do "
     "are cited instead.",
 }

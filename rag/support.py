@@ -38,7 +38,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -69,12 +69,15 @@ class Rules:
     # retrieved passage holds, that a supporting passage must hold (0: not checked). An answer
     # about the château de Kilkenny drawn from a passage about a basilica is no answer.
     subject: float = 0.01  # 0.01: at least one of them (bench/calibrate_support.py strict)
+    # cosine at which a name of the answer is held by a name of a sentence in another
+    # language ("Sweden", "Suecia"); above 1: never (bench/translated_names.py)
+    translated: float = 0.9
 
 
 # Rules per embedder, by its exact name (Settings.embedder): cosines are on different scales
 # (e5's sit between 0.7 and 1)
 _RULES = {"multilingual-e5-small": Rules()}
-GENERIC_RULES = Rules(similar=0.65, related=0.45)  # other embedders: not calibrated
+GENERIC_RULES = Rules(similar=0.65, related=0.45, translated=2.0)  # others: not calibrated
 
 
 def rules_for(embedder: str) -> Rules:
@@ -112,7 +115,14 @@ def numbers(text: str) -> set[str]:
         for language in _NUMBER_LANGUAGES:
             found |= _digits(alpha2digit(text, language))
     words = _WORD.findall(fold(text))
-    return found | {_NUMBER_WORDS[w] for w in words if w in _NUMBER_WORDS}
+    found |= {_NUMBER_WORDS[w] for w in words if w in _NUMBER_WORDS}
+    # "five million" read as French is "five 1000000": a scale word alone is no number of
+    # the text when a multiple of it is
+    return {
+        x
+        for x in found
+        if x not in _SCALES or not any(y != x and int(y) % int(x) == 0 for y in found if y)
+    }
 
 
 def _digits(text: str) -> set[str]:
@@ -120,6 +130,7 @@ def _digits(text: str) -> set[str]:
 
 
 _NUMBER_LANGUAGES = ("en", "fr", "es", "de")
+_SCALES = frozenset({"100", "1000", "1000000", "1000000000"})
 # a subject pronoun: the sentence's subject is named before it
 _PRONOUN = re.compile(
     r"\b(il|elle|ils|elles|he|she|they|él|ella|ellos|ellas|er|sie)\b", re.IGNORECASE
@@ -281,6 +292,28 @@ def names(text: str, stopwords: frozenset[str]) -> set[str]:
     return found
 
 
+# a run of capitalised words, with the small words names hold ("Corte Suprema de los Estados
+# Unidos", "Bank of England")
+_RUN = re.compile(
+    r"[^\W\d_a-z][\w'’-]*(?:\s+(?:(?:de|del|la|las|los|le|des|du|of|the|von|der)\s+)*"
+    r"[^\W\d_a-z][\w'’-]*)*",
+    re.UNICODE,
+)
+
+
+def _name_runs(text: str) -> list[str]:
+    """The runs of capitalised words of a text, each once."""
+    runs = []
+    for m in _RUN.finditer(text):
+        run = _LEADING_ARTICLE.sub("", m.group(0))
+        if run[:1].isupper():
+            runs.append(run)
+    return list(dict.fromkeys(runs))
+
+
+_LEADING_ARTICLE = re.compile(r"^(?:The|La|Las|Los|El|Le|Les|Der|Die|Das)\s+(?=\S)")
+
+
 def question_names(question: str, stopwords: frozenset[str]) -> set[str]:
     """The names of a question: its capitalised words but the first ("Quel", "Which")."""
     first = _NAME.search(question)
@@ -343,6 +376,7 @@ class SupportChecker:
         self.embedder = embedder
         self.rules = rules or Rules()
         self._cache: OrderedDict[str, tuple[list[tuple[int, int]], np.ndarray]] = OrderedDict()
+        self._names: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self._stopwords = stopwords()
 
@@ -399,7 +433,55 @@ class SupportChecker:
                 context = hit.chunk.text[before[-1] : line.start] if before else ""
                 words |= _words(f"{hit.chunk.title} {context}")
             found.append(LineSupport(float(vector @ claim), numbers(read), words))
+        return self._translated(question, answer, lines, found)
+
+    def _translated(
+        self,
+        question: str,
+        answer: str,
+        lines: Sequence[tuple[Hit, Any]],
+        found: list[LineSupport],
+    ) -> list[LineSupport]:
+        """`found` with the names of the answer that no sentence holds as written but one of
+        the three most similar holds in another language: the cosine of the answer's name
+        ("United States") to one of the sentence's ("Estados Unidos") is at least
+        `rules.translated`. Acronyms must be written as they are ("MLB" is close to "NFL")."""
+        _, wanted = self.claim_parts(question, answer)
+        every = set().union(set(), *(ln.words for ln in found))
+        missing = {n for n in wanted if not _holds(every, n)}
+        runs = [r for r in _name_runs(answer) if set(_WORD.findall(fold(r))) & missing]
+        runs = [r for r in runs if not (r.isupper() and len(r) <= 5)]
+        if not runs or self.rules.translated > 1:
+            return found
+        top = sorted(range(len(found)), key=lambda i: -found[i].similarity)[:3]
+        wanted_vectors = [self._name_vector(r) for r in runs]
+        for i in top:
+            hit, line = lines[i]
+            theirs = [
+                self._name_vector(r) for r in _name_runs(hit.chunk.text[line.start : line.end])
+            ]
+            held = frozenset(
+                part
+                for run, vector in zip(runs, wanted_vectors)
+                if any(float(vector @ other) >= self.rules.translated for other in theirs)
+                for part in _WORD.findall(fold(run))
+                if part in missing
+            )
+            if held:
+                found[i] = replace(found[i], translated=held)
         return found
+
+    def _name_vector(self, name: str) -> np.ndarray:
+        """A name's embedding (as a query: names are compared with names), cached."""
+        with self._lock:
+            if name in self._names:
+                return self._names[name]
+        vector = np.asarray(self.embedder.embed_query(name))
+        with self._lock:
+            self._names[name] = vector
+            while len(self._names) > 4096:
+                self._names.popitem(last=False)
+        return vector
 
     def claim_parts(self, question: str, answer: str) -> tuple[set[str], set[str]]:
         """The numbers and names an answer adds to its question: what its quotes must hold."""
@@ -488,6 +570,7 @@ class LineSupport:
     similarity: float  # cosine between the answer and the sentence
     numbers: set[str]
     words: set[str]  # folded
+    translated: frozenset[str] = frozenset()  # the answer's names it holds in translation
 
 
 def quotes_support(
@@ -507,7 +590,9 @@ def quotes_support(
     if not wanted_numbers <= held_numbers:
         return False
     if wanted_names:
-        return sum(_holds(words, n) for n in wanted_names) / len(wanted_names) >= share
+        translated = set().union(*(ln.translated for ln in lines))
+        held = sum(n in translated or _holds(words, n) for n in wanted_names)
+        return held / len(wanted_names) >= share
     return bool(wanted_numbers) or max(ln.similarity for ln in lines) >= similar
 
 
@@ -529,14 +614,17 @@ def best_quotes(
             return chosen
         missing_numbers = wanted_numbers - set().union(set(), *(ln.numbers for ln in picked))
         held_words = set().union(set(), *(ln.words for ln in picked))
-        missing_names = {n for n in wanted_names if not _holds(held_words, n)}
+        translated = set().union(set(), *(ln.translated for ln in picked))
+        missing_names = {
+            n for n in wanted_names if n not in translated and not _holds(held_words, n)
+        }
 
         def gain(i: int, numbers: set[str] = missing_numbers, names: set[str] = missing_names
                  ) -> tuple[int, int, float]:  # fmt: skip
             ln = lines[i]
             return (
                 len(numbers & ln.numbers),
-                sum(_holds(ln.words, n) for n in names),
+                sum(n in ln.translated or _holds(ln.words, n) for n in names),
                 ln.similarity,
             )
 

@@ -60,3 +60,10 @@ def test_resume_continues_the_reply_it_began(smol) -> None:  # type: ignore[no-u
         len(smol.llm.tokenize(b.encode(), add_bos=False)) for b in (A, B)
     )
     assert isinstance(resumed, str)
+
+
+def test_a_fixed_grammar_lets_the_model_write_only_the_engines_ids_or_none(smol) -> None:  # type: ignore[no-untyped-def]
+    grammar = prompts.quote_fixed_grammar(["1.1", "2.1"])
+    for question in ("When does the museum open?", "What is the capital of Peru?"):
+        ids = reply(smol, [A, B], question, grammar=grammar, prefill=prompts.QUOTE_PREFILL)
+        assert ids in (" none", " 1.1, 2.1\n"), ids

@@ -155,6 +155,28 @@ def test_a_quote_that_does_not_state_the_answer_is_moved_or_refused(
     assert invented.refused and "unsupported" in invented.signals
 
 
+def test_the_engine_can_choose_the_quote_the_model_answers_from(sample_bot: Chatbot) -> None:
+    """Settings.quote_choice "closest", with the real small model: the reply names exactly
+    the evidence sentence closest to the question (or none), and a kept answer cites it."""
+    from rag import evidence as ev
+
+    sample_bot.settings = sample_bot.settings.replace(quote_choice="closest", quote_sentences=1)
+    answerer = sample_bot.answerer
+    evidence = answerer.evidence(QUESTION, sample_bot.search(QUESTION))
+    (first,) = ev.closest(
+        evidence,
+        sample_bot.embedder.embed_query(QUESTION),
+        ev.question_words(QUESTION),
+        answerer.checker.sentence_vectors,
+        k=1,
+    )
+    answer = sample_bot.ask(QUESTION)
+    assert answer.raw.startswith((" none", f" {first}\n")), answer.raw
+    if not answer.refused and "quote_moved" not in answer.signals:
+        block, line = evidence.line(first)  # type: ignore[misc]
+        assert [c.quote for c in answer.citations] == [block.hit.chunk.text[line.start : line.end]]
+
+
 def test_refusal_sentinel_is_never_streamed(
     scripted_bot: Chatbot, scripted: ScriptedGenerator
 ) -> None:
