@@ -3,11 +3,13 @@
     relevant? -> evidence -> generate -> read the reply -> check it -> refusal policy -> Answer
 
 Two answer forms (`Settings.answer_form`). "quote" (the default): the model reads evidence
-sentences with ids (rag/evidence.py) and must first name the ids that state the answer, then
-answer; with llama.cpp a grammar lets it name only ids it was shown, or NOT_FOUND
-(rag/prompts.py). Every citation is then a sentence known to be verbatim in its passage, and the
-answer is checked against those sentences alone. "free": the model writes text with `[n]`
-markers over whole passages, checked after against every passage (rag/support.py).
+sentences with ids (rag/evidence.py); its reply begins with the ids that state the answer, then
+answers; with llama.cpp a grammar holds it to ids it was shown, or NOT_FOUND (rag/prompts.py).
+Who chooses those ids is `Settings.quote_choice`: the model, or the engine (the sentence
+closest to the question, which the model still may refuse). Every citation is then a
+sentence known to be verbatim in its passage, and the answer is checked against those
+sentences alone. "free": the model writes text with `[n]` markers over whole passages,
+checked after against every passage (rag/support.py).
 Why an answer is refused is recorded as named signals (rag/refusal.py).
 """
 
@@ -238,8 +240,11 @@ class Answerer:
             ):
                 yield "plain", piece
             return
-        chosen = self.chose_quote = self.settings.quote_choice == "closest"
-        keep = self.settings.quote_sentences or 1
+        choice = self.settings.quote_choice
+        if choice == "auto":  # whole passages: the model's choice measured better
+            choice = "model" if all(b.whole for b in evidence.blocks) else "closest"
+        chosen = self.chose_quote = choice == "closest"
+        keep = self.settings.quote_sentences or (1 if chosen else 2)
         ranked = self._closest(query, evidence, k=len(evidence.ids)) if chosen else []
         allowed = ranked[:keep] if chosen else list(evidence.ids)
         for attempt in range(2):
@@ -314,8 +319,8 @@ class Answerer:
         """Of the named ids, the `quote_sentences` closest to the question, in their order:
         a small model that names a heading and its neighbours beside the sentence that
         answers reads the answer's sentence less well among them."""
-        keep = self.settings.quote_sentences
-        if not keep or len(named) <= keep:
+        keep = self.settings.quote_sentences or 2
+        if len(named) <= keep:
             return list(named)
         ranked = ev.closest(
             evidence,

@@ -73,14 +73,15 @@ class Settings:
     # how the model answers: "quote" (it names the evidence sentences that state the answer,
     # held to them by a grammar, then answers) or "free" (text with [n] markers, checked after)
     answer_form: str = "quote"
-    # how many sentences the model reads again right before answering: with quote_choice
-    # "closest" the ones closest to the question (0 counts as 1); with "model", of those it
-    # named, the closest (0: all it named)
-    quote_sentences: int = 1
+    # how many sentences the model reads again right before answering: the closest to the
+    # question of those chosen (quote_choice); 0: as measured best, 1 sentence the engine
+    # chose, 2 of those the model named (docs/results.md, Answers)
+    quote_sentences: int = 0
     # who chooses the sentences an answer quotes: "model" (it names them, held by a grammar to
-    # the shown ids) or "closest" (the engine quotes the quote_sentences closest to the
-    # question by the embedder, rag/evidence.py `closest`; the model may still reply "none")
-    quote_choice: str = "closest"
+    # the shown ids), "closest" (the engine quotes those closest to the question,
+    # rag/evidence.py `closest`; the model may still reply "none"), or "auto": the model when
+    # it reads passages or a collection whole, the engine when it reads selected sentences
+    quote_choice: str = "auto"
     # memory for the model's KV states of evidence blocks reused across questions, in MiB
     kv_cache_mb: int = 512
     # sampling temperature of the answer (0 = deterministic)
@@ -133,10 +134,12 @@ class Settings:
             )
         if self.answer_form not in ("quote", "free"):
             raise ConfigError(f"answer_form must be quote or free, got {self.answer_form!r}.")
-        if self.quote_choice not in ("model", "closest"):
-            raise ConfigError(f"quote_choice must be model or closest, got {self.quote_choice!r}.")
+        if self.quote_choice not in ("auto", "model", "closest"):
+            raise ConfigError(
+                f"quote_choice must be auto, model or closest, got {self.quote_choice!r}."
+            )
         if self.quote_sentences < 0:
-            raise ConfigError("quote_sentences must be 0 (all named) or more.")
+            raise ConfigError("quote_sentences must be 0 (as measured best) or more.")
         if self.evidence_tokens < 50 or self.collection_tokens < 0 or self.kv_cache_mb < 0:
             raise ConfigError(
                 "evidence_tokens must be at least 50, collection_tokens and kv_cache_mb at least 0."

@@ -167,6 +167,34 @@ def test_numbers_written_as_words_are_numbers() -> None:
     assert "24" not in numbers("à vingt kilomètres au sud-ouest de Paris")
 
 
+def test_a_scale_word_is_no_number_of_its_own() -> None:
+    """ "five million" read as French is "five 1000000": it still means 5000000 alone."""
+    assert numbers("five million") == {"5", "5000000"}
+    assert numbers("1000 soldats") == {"1000"}
+
+
+def test_a_name_written_in_the_question_language_is_held_by_its_translation(
+    checker: SupportChecker,
+) -> None:
+    """ "Sweden" rests on "Suecia", "United States" on "Estados Unidos"; a name the sentence
+    does not hold in any language, or an acronym, does not."""
+    text = (
+        "La empresa Energiprojekt AB en Suecia ha progresado en el uso de materiales modernos. "
+        "Sigue siendo legal en Estados Unidos según una decisión del Tribunal Supremo."
+    )
+    (hit,) = hits(text)
+    lines = [(hit, _Line(a, b)) for a, b in checker.sentence_vectors(hit)[0]]
+    for question, answer, held in (
+        ("Where is Energiprojekt AB based?", "Sweden", True),
+        ("Where is Energiprojekt AB based?", "Karim Benzema", False),
+        ("In what Western country is corporal punishment still legal?", "United States", True),
+        ("In what Western country is corporal punishment still legal?", "NFL", False),
+    ):
+        found = checker.quote_support(question, answer, lines)
+        parts = checker.claim_parts(question, answer)
+        assert (best_quotes(found, *parts, 0.0) is not None) is held, answer
+
+
 def test_a_sentence_about_him_is_read_with_the_name_before_it(checker: SupportChecker) -> None:
     """ "Yoweri Museveni" to "Who gave up his Marxist principles in 1987?" rests on "Dès 1987,
     il abandonne ..." in the article titled Yoweri Museveni; a sentence without a pronoun does
