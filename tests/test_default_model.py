@@ -140,7 +140,14 @@ def test_answers_are_byte_identical_whatever_was_asked_before(
     sample article ("auto") or the question's evidence sentences ("sentences")."""
     from rag import Chatbot, Settings
 
-    settings = Settings(store=str(tmp_path / "store"), data_dir=str(data_dir), evidence=evidence)
+    # the model chooses the quote in both (quote_choice auto chooses "closest" over selected
+    # sentences, which loses this question: see the test below)
+    settings = Settings(
+        store=str(tmp_path / "store"),
+        data_dir=str(data_dir),
+        evidence=evidence,
+        quote_choice="model",
+    )
     bot = Chatbot(settings)
     bot.ingest([SAMPLE_CORPUS])
     first = bot.ask("Who did Hammouchi meet?")
@@ -156,6 +163,25 @@ def test_answers_are_byte_identical_whatever_was_asked_before(
     assert (again.raw, again.text) == (first.raw, first.text)
     fresh = Chatbot(settings).ask("Who did Hammouchi meet?")  # a new model, nothing cached
     assert (fresh.raw, fresh.text) == (first.raw, first.text)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 17: over selected sentences the engine quotes the sentence naming Hammouchi, "
+    "not the one with 'il a effectué des séances de travail avec Avril Haines'",
+)
+def test_the_engines_quote_answers_who_hammouchi_met_over_selected_sentences(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """With the sample article among other documents the model reads selected sentences, and
+    quote_choice auto lets the engine choose the quote: it must still find the meeting."""
+    from rag import Chatbot, Settings
+
+    settings = Settings(store=str(tmp_path / "store"), data_dir=str(data_dir), evidence="sentences")
+    bot = Chatbot(settings)
+    bot.ingest([SAMPLE_CORPUS])
+    answer = bot.ask("Who did Hammouchi meet?")
+    assert all(name in answer.text for name in NAMES), answer.text
 
 
 def text_of(message: dict) -> str:  # type: ignore[type-arg]
