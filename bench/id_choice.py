@@ -22,13 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import questions  # noqa: E402  (bench/questions.py)
 
 from rag import evidence as ev  # noqa: E402
 from rag import metrics, prompts  # noqa: E402
@@ -76,16 +77,9 @@ def id_logprobs(generator, system: str, blocks: list[str], tail: str, ids: list[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("questions")
-    parser.add_argument("store")
-    parser.add_argument("--sample", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out")
+    questions.add_arguments(parser, sample=60, seed=1)
     args = parser.parse_args()
-    rows = [json.loads(line) for line in Path(args.questions).read_text().splitlines() if line]
-    rows = [r for r in rows if r.get("answers")]
-    if args.sample:
-        rows = random.Random(args.seed).sample(rows, min(args.sample, len(rows)))
+    rows = questions.answerable(args)
     bot = Chatbot(Settings(store=args.store))
     answerer, generator = bot.answerer, bot.generator
     records = []

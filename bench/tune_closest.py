@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import random
 import statistics
 import sys
 from pathlib import Path
@@ -28,6 +27,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import questions  # noqa: E402  (bench/questions.py)
 
 from rag import evidence as ev  # noqa: E402
 from rag import metrics  # noqa: E402
@@ -68,7 +69,7 @@ def features(bot: Chatbot, question: str, golds: list[str]) -> list[dict] | None
     return rows if any(r["gold"] for r in rows) else None
 
 
-def first_holds(questions: list[list[dict]], weights: tuple[float, ...]) -> float:
+def first_holds(scored: list[list[dict]], weights: tuple[float, ...]) -> float:
     lexical, title, kind, rank = weights
 
     def score(r: dict) -> float:
@@ -80,39 +81,32 @@ def first_holds(questions: list[list[dict]], weights: tuple[float, ...]) -> floa
             - rank * r["rank"]
         )
 
-    return statistics.mean(max(rows, key=score)["gold"] for rows in questions)
+    return statistics.mean(max(rows, key=score)["gold"] for rows in scored)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("questions")
-    parser.add_argument("store")
-    parser.add_argument("--sample", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out")
+    questions.add_arguments(parser)
     args = parser.parse_args()
-    rows = [json.loads(line) for line in Path(args.questions).read_text().splitlines() if line]
-    rows = [r for r in rows if r.get("answers")]
-    if args.sample:
-        rows = random.Random(args.seed).sample(rows, min(args.sample, len(rows)))
+    rows = questions.answerable(args)
     bot = Chatbot(Settings(store=args.store))
-    questions = []
+    scored = []
     for n, row in enumerate(rows, 1):
         found = features(
             bot, row["question"], row["answers"] + row.get("answers_question_lang", [])
         )
         if found:
-            questions.append(found)
+            scored.append(found)
         if n % 20 == 0:
-            print(f"{n} questions, {len(questions)} with the gold in their evidence", flush=True)
+            print(f"{n} questions, {len(scored)} with the gold in their evidence", flush=True)
     grid = {}
     for weights in itertools.product(
         (0.0, 0.1, 0.2, 0.3, 0.5), (0.0, 0.1, 0.2), (0.0, 0.02, 0.05), (0.0, 0.02, 0.05)
     ):
-        grid[weights] = round(first_holds(questions, weights), 3)
+        grid[weights] = round(first_holds(scored, weights), 3)
     best = sorted(grid.items(), key=lambda x: -x[1])
     today = grid[(ev.LEXICAL_WEIGHT, 0.0, 0.0, 0.0)]
-    print(f"questions {len(rows)}, with the gold in their evidence {len(questions)}")
+    print(f"questions {len(rows)}, with the gold in their evidence {len(scored)}")
     print(f"today (lexical {ev.LEXICAL_WEIGHT}): {today}")
     for weights, value in best[:15]:
         print("lexical, title, kind, rank =", weights, value)
@@ -120,7 +114,7 @@ def main() -> None:
         report = {
             "questions": args.questions,
             "n": len(rows),
-            "with_gold": len(questions),
+            "with_gold": len(scored),
             "first_holds": {",".join(map(str, w)): v for w, v in grid.items()},
         }
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")

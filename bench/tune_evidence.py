@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import random
 import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import questions  # noqa: E402  (bench/questions.py)
 
 from rag import evidence as ev  # noqa: E402
 from rag import metrics  # noqa: E402
@@ -37,19 +38,12 @@ def floats(text: str) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("questions")
-    parser.add_argument("store")
-    parser.add_argument("--sample", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0)
+    questions.add_arguments(parser)
     parser.add_argument("--budgets", default="200,300,400,600")
     parser.add_argument("--lexical", default=str(ev.LEXICAL_WEIGHT))
     parser.add_argument("--rank", default=str(ev.RANK_PENALTY))
-    parser.add_argument("--out")
     args = parser.parse_args()
-    rows = [json.loads(line) for line in Path(args.questions).read_text().splitlines() if line]
-    rows = [r for r in rows if r.get("answers")]
-    if args.sample:
-        rows = random.Random(args.seed).sample(rows, min(args.sample, len(rows)))
+    rows = questions.answerable(args)
     bot = Chatbot(Settings(store=args.store))
     answerer, count = bot.answerer, bot.generator.count_tokens
     asked = []  # (golds, hits, question vector, question words)

@@ -274,7 +274,7 @@ class Answerer:
             if not named:
                 return
             if not chosen:
-                named = tuple(self._narrowed(query, evidence, named))
+                named = tuple(self._narrowed(query, evidence, named, keep))
             shown = [found for i in named if (found := evidence.line(i)) is not None]
             quote = prompts.quote_lines(
                 [(ln.id, b.hit.chunk.text[ln.start : ln.end]) for b, ln in shown]
@@ -315,20 +315,15 @@ class Answerer:
             self.usage["retried"] = 1
             yield "retry", ""
 
-    def _narrowed(self, query: str, evidence: ev.Evidence, named: Sequence[str]) -> list[str]:
-        """Of the named ids, the `quote_sentences` closest to the question, in their order:
+    def _narrowed(
+        self, query: str, evidence: ev.Evidence, named: Sequence[str], keep: int
+    ) -> list[str]:
+        """Of the named ids, the `keep` closest to the question, in their order:
         a small model that names a heading and its neighbours beside the sentence that
         answers reads the answer's sentence less well among them."""
-        keep = self.settings.quote_sentences or 2
         if len(named) <= keep:
             return list(named)
-        ranked = ev.closest(
-            evidence,
-            self._query_vector(query),
-            ev.question_words(query),
-            self.checker.sentence_vectors,
-            k=len(evidence.ids),
-        )
+        ranked = self._closest(query, evidence, k=len(evidence.ids))
         order = {i: r for r, i in enumerate(ranked)}
         best = set(sorted(named, key=lambda i: order.get(i, len(order)))[:keep])
         return [i for i in named if i in best]
