@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the evaluation figures of docs/results.md (default configuration).
-# Usage: bash bench/run_evals.sh [retrieval|passages|answers|heldout|all]   (from the repository root)
+# Usage: bash bench/run_evals.sh [retrieval|passages|answers|heldout|heldout-retrieval|all]
+#        (from the repository root)
 #   retrieval: each set's full document pool ingested once with the defaults, then the *_mini
 #              questions with --retrieval hybrid (the default), dense and keyword
 #   passages:  the same on whole passages (no chunking), dense and keyword: the protocol of the
@@ -9,6 +10,8 @@
 #              xquad_en_q_es_mini questions, the unanswerable questions of eval/unanswerable/
 #              and the English questions over French passages of eval/piaf_fr_q_en/
 #   heldout:   the held-out unanswerable questions of eval/unanswerable_heldout/ (measuring only)
+#   heldout-retrieval: 300 questions of each set outside its *_mini questions (sampled, seed 0),
+#              retrieval only, on the full document pool ingested with the defaults
 # Runs land in docs/eval-runs/<name>/ with the data set's ATTRIBUTION file beside them.
 # RAGCHAT_EVAL_STORES=DIR keeps the ingested stores there (reused by a later run).
 set -euo pipefail
@@ -59,6 +62,23 @@ if [[ $WHAT == answers || $WHAT == heldout || $WHAT == all ]]; then
   .venv/bin/ragchat ingest eval/hammouchi/documents.jsonl --store "$h"
   .venv/bin/ragchat ingest "$EVAL/piaf_fr/documents.jsonl" --store "$piaf"
   .venv/bin/ragchat ingest "$EVAL/xquad_en_q_es/documents.jsonl" --store "$es"
+fi
+if [[ $WHAT == heldout-retrieval || $WHAT == all ]]; then
+  for set in piaf_fr xquad_en xquad_en_q_es xquad_en_q_de; do
+    store="$STORES/answers-$set"  # the default ingest, shared with the answer runs
+    [[ -d $store ]] || .venv/bin/ragchat ingest "$EVAL/$set/documents.jsonl" --store "$store"
+    questions="$STORES/heldout-$set.jsonl"  # the set's questions less its *_mini ones
+    .venv/bin/python - "$EVAL/$set/questions.jsonl" "$EVAL/${set}_mini/questions.jsonl" \
+      > "$questions" <<'PY'
+import json, sys
+mini = {json.loads(line)["id"] for line in open(sys.argv[2], encoding="utf-8")}
+for line in open(sys.argv[1], encoding="utf-8"):
+    if json.loads(line)["id"] not in mini:
+        print(line, end="")
+PY
+    run "heldout-retrieval-$set" "$EVAL/$set" "$questions" --store "$store" \
+      --sample 300 --seed 0 --retrieval-only
+  done
 fi
 if [[ $WHAT == heldout || $WHAT == all ]]; then
   held=eval/unanswerable_heldout

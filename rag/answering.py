@@ -283,11 +283,14 @@ class Answerer:
             answer = ""  # held back while it could still only restate the question
             streaming = False
             begun = prompts.QUOTE_PREFILL + ids.rstrip("\n") + "\n" + quote + prompts.QUOTE_ANSWER
+            texts = [b.hit.chunk.text[ln.start : ln.end] for b, ln in shown]
+            span = self.settings.answer_span and bool(texts)
             for piece in generator.stream_blocks(
                 system,
                 blocks,
                 tail,
                 max_tokens=prompts.QUOTE_TOKENS,
+                grammar=prompts.span_grammar(texts) if span else None,
                 stop=["\n"],
                 temperature=self.settings.temperature,
                 prefill=begun,

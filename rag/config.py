@@ -64,7 +64,7 @@ class Settings:
     # "auto": a collection of at most collection_tokens is shown whole (the same prompt prefix
     # for every question, computed once), sentences otherwise (rag/evidence.py)
     evidence: str = "auto"
-    evidence_tokens: int = 300
+    evidence_tokens: int = 200
     # name the three evidence sentences closest to the question (by the embedder) after it;
     # off: on piaf_fr_mini it gained gold answers but cost citation precision and doubled the
     # time (docs/results.md, Answers)
@@ -82,6 +82,9 @@ class Settings:
     # rag/evidence.py `closest`; the model may still reply "none"), or "auto": the model when
     # it reads passages or a collection whole, the engine when it reads selected sentences
     quote_choice: str = "auto"
+    # a quoted answer must be a run of words copied from its quoted sentences (a grammar holds
+    # the model to them); off: it measured fewer gold answers (docs/results.md, Answers)
+    answer_span: bool = False
     # memory for the model's KV states of evidence blocks reused across questions, in MiB
     kv_cache_mb: int = 512
     # sampling temperature of the answer (0 = deterministic)

@@ -315,6 +315,40 @@ def quote_fixed_grammar(ids: Sequence[str]) -> str:
 
 QUOTE_ANSWER = "Answer:"  # what the reply's second line begins with
 
+SPAN_UNITS = 12  # the most words and signs a span answer has
+# the units of a span answer: a word (with inner apostrophes and hyphens) or one other sign
+_UNIT = re.compile(r"\w(?:[\w'’-]*\w)?|[^\w\s]")
+
+
+def _gbnf_literal(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def span_grammar(sentences: Sequence[str], most: int = SPAN_UNITS) -> str:
+    """A GBNF grammar for the answer after QUOTE_ANSWER when it must be copied from the quoted
+    sentences (Settings.answer_span): " ", then a run of at most `most` consecutive units
+    (words or signs) of one sentence, beginning at a word, then the end of the line."""
+    rules: list[str] = []
+    starts: list[str] = []
+    for k, sentence in enumerate(sentences):
+        text = " ".join(sentence.split())
+        units = list(_UNIT.finditer(text))
+        for i, unit in enumerate(units):
+            if unit.group(0)[0].isalnum():
+                starts.append(f"s{k}-{i}-{most}")
+        # s{k}-{i}-{d}: unit i of sentence k, then at most d - 1 more
+        for i, unit in enumerate(units):
+            end = _gbnf_literal(unit.group(0))
+            joined = _gbnf_literal(text[unit.start() : units[i + 1].start()]) if i + 1 < len(units) else ""
+            for d in range(1, most + 1 if unit.group(0)[0].isalnum() else most):
+                if joined and d > 1:
+                    rules.append(f"s{k}-{i}-{d} ::= {end} | {joined} s{k}-{i + 1}-{d - 1}")
+                else:
+                    rules.append(f"s{k}-{i}-{d} ::= {end}")
+    if not starts:
+        return 'root ::= [^\\n]+ "\\n"\n'
+    return f'root ::= " " ({" | ".join(starts)}) "\\n"\n' + "\n".join(rules) + "\n"
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Quoted:

@@ -67,3 +67,14 @@ def test_a_fixed_grammar_lets_the_model_write_only_the_engines_ids_or_none(smol)
     for question in ("When does the museum open?", "What is the capital of Peru?"):
         ids = reply(smol, [A, B], question, grammar=grammar, prefill=prompts.QUOTE_PREFILL)
         assert ids in (" none", " 1.1, 2.1\n"), ids
+
+
+def test_a_span_grammar_lets_the_model_copy_only_a_short_run_of_the_quoted_words(smol) -> None:  # type: ignore[no-untyped-def]
+    sentence = "Le musée des Tissus de Lyon ouvre ses portes à 10 heures."
+    grammar = prompts.span_grammar([sentence], most=4)
+    for question in ("When does the museum open?", "Where is the museum?"):
+        answer = reply(smol, [A, B], question, grammar=grammar, prefill="Answer:")
+        assert answer.startswith(" ") and answer.endswith("\n"), answer
+        copied = answer.strip()
+        assert copied and copied in sentence, answer
+        assert len(prompts._UNIT.findall(copied)) <= 4, answer

@@ -1,3 +1,4 @@
+from rag import prompts
 from rag.language import detect_language
 from rag.prompts import (
     NOT_FOUND,
@@ -100,3 +101,12 @@ def test_a_quoted_answer_that_says_the_passages_do_not_tell_is_a_refusal() -> No
     assert declines("Le texte ne mentionne pas son âge.")
     assert not declines("Avril Haines, William Burns and Christopher Wray")
     assert not declines("The museum is not open on Mondays.")
+
+
+def test_a_span_grammar_holds_runs_of_consecutive_units_with_quotes_escaped() -> None:
+    grammar = prompts.span_grammar(['Il dit "oui" (2022).'], most=3)
+    assert grammar.startswith('root ::= " " (s0-0-3 | s0-1-3 | s0-3-3 | s0-6-3) "\\n"')
+    assert 's0-2-2 ::= "\\"" | "\\"" s0-3-1' in grammar  # a sign that joins the next word
+    assert "s0-2-3" not in grammar  # a run does not begin at a sign
+    assert 's0-0-3 ::= "Il" | "Il " s0-1-2' in grammar
+    assert 's0-0-1 ::= "Il"\n' in grammar  # the run's last unit
