@@ -48,9 +48,7 @@ def main() -> None:
         ranked = answerer._closest(question, evidence, k=len(evidence.ids))
         shown = [(b, ln) for b in evidence.blocks for ln in b.lines]
         index = {ln.id: i for i, (_, ln) in enumerate(shown)}
-        found = answerer.checker.quote_support(
-            question, answer, [(b.hit, ln) for b, ln in shown]
-        )
+        found = answerer.checker.quote_support(question, answer, [(b.hit, ln) for b, ln in shown])
         numbers, names = answerer.checker.claim_parts(question, answer)
         held_at = next(
             (

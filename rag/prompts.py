@@ -339,7 +339,8 @@ def span_grammar(sentences: Sequence[str], most: int = SPAN_UNITS) -> str:
         # s{k}-{i}-{d}: unit i of sentence k, then at most d - 1 more
         for i, unit in enumerate(units):
             end = _gbnf_literal(unit.group(0))
-            joined = _gbnf_literal(text[unit.start() : units[i + 1].start()]) if i + 1 < len(units) else ""
+            after = units[i + 1].start() if i + 1 < len(units) else None
+            joined = _gbnf_literal(text[unit.start() : after]) if after is not None else ""
             for d in range(1, most + 1 if unit.group(0)[0].isalnum() else most):
                 if joined and d > 1:
                     rules.append(f"s{k}-{i}-{d} ::= {end} | {joined} s{k}-{i + 1}-{d - 1}")

@@ -339,9 +339,11 @@ def test_an_answer_the_model_nearly_refused_is_refused(sample_bot: Chatbot) -> N
     distribution, recorded by the real generator) refuses the answer when it reaches the
     threshold; 0 turns it off, and the probability is reported either way."""
     question = "Who did Hammouchi meet?"
-    # the 135M test model names evidence for this question only when shown the closest ids
+    # the 135M test model names evidence for this question only when shown the closest ids,
+    # and answers it from the 300 tokens of evidence of the earlier default (from 200 the
+    # engine's quote does not hold its answer, refused for that, not for doubt)
     settings = sample_bot.settings.replace(
-        check_citations=False, min_relevance=0.0, evidence_hint=True
+        check_citations=False, min_relevance=0.0, evidence_hint=True, evidence_tokens=300
     )
     lenient = Chatbot(
         settings.replace(max_doubt=0.0),
