@@ -283,14 +283,16 @@ class Answerer:
             answer = ""  # held back while it could still only restate the question
             streaming = False
             begun = prompts.QUOTE_PREFILL + ids.rstrip("\n") + "\n" + quote + prompts.QUOTE_ANSWER
-            texts = [b.hit.chunk.text[ln.start : ln.end] for b, ln in shown]
-            span = self.settings.answer_span and bool(texts)
+            span = None  # Settings.answer_span: the answer copied from the quoted sentences
+            if self.settings.answer_span and shown:
+                quoted = [b.hit.chunk.text[ln.start : ln.end] for b, ln in shown]
+                span = prompts.span_grammar(quoted)
             for piece in generator.stream_blocks(
                 system,
                 blocks,
                 tail,
                 max_tokens=prompts.QUOTE_TOKENS,
-                grammar=prompts.span_grammar(texts) if span else None,
+                grammar=span,
                 stop=["\n"],
                 temperature=self.settings.temperature,
                 prefill=begun,
