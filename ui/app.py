@@ -115,6 +115,8 @@ class SettingsPanel:
     def build(self) -> OnLoad:
         """Lay the tab out and wire its events; what to run when the page loads."""
         started = preferences.Preferences.of(self.settings)
+        # not editable until the page has loaded this user's saved values: an edit made
+        # before would be overwritten by them
         fields = [
             gr.Dropdown(
                 label="Answer model (a .gguf of the models folder, or openai:http://host:port/v1)",
@@ -122,33 +124,39 @@ class SettingsPanel:
                 value=started.llm,
                 allow_custom_value=True,
                 elem_id="set-model",
+                interactive=False,
             ),
             gr.Number(
                 label="Passages retrieved (top_k)",
                 value=started.top_k,
                 precision=0,
                 elem_id="set-top-k",
+                interactive=False,
             ),
             gr.Radio(
                 label="Retrieval",
                 choices=list(RETRIEVAL_MODES),
                 value=started.retrieval,
                 elem_id="set-retrieval",
+                interactive=False,
             ),
             gr.Dropdown(
                 label="Answer language (auto: the question's)",
                 choices=list(ANSWER_LANGUAGES),
                 value=started.answer_language,
                 elem_id="set-language",
+                interactive=False,
             ),
         ]
-        save = gr.Button("Save settings", variant="primary", elem_id="set-save")
+        save = gr.Button(
+            "Save settings", variant="primary", elem_id="set-save", interactive=False
+        )
         status = gr.Markdown(elem_id="set-status")
         model_status = gr.Markdown(elem_id="set-model-status")
         poll = gr.Timer(1.0, active=False)
         save.click(self.saved, fields, [status, poll])
         poll.tick(self.model_loading, None, [model_status, poll], queue=False)
-        return self.loaded, fields
+        return self.loaded, [*fields, save]
 
     def model_loading(self, request: gr.Request):  # type: ignore[no-untyped-def]
         """The user's answer model's loading status, and whether to keep asking."""
@@ -171,7 +179,8 @@ class SettingsPanel:
 
     def loaded(self, request: gr.Request):  # type: ignore[no-untyped-def]
         p = preferences.load(self.settings, user_of(request))
-        return p.llm, p.top_k, p.retrieval, p.answer_language
+        values = (p.llm, p.top_k, p.retrieval, p.answer_language)
+        return *(gr.update(value=v, interactive=True) for v in values), gr.update(interactive=True)
 
 
 # what a tab runs when the page loads: a function and the components it fills
