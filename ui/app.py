@@ -148,9 +148,7 @@ class SettingsPanel:
                 interactive=False,
             ),
         ]
-        save = gr.Button(
-            "Save settings", variant="primary", elem_id="set-save", interactive=False
-        )
+        save = gr.Button("Save settings", variant="primary", elem_id="set-save", interactive=False)
         status = gr.Markdown(elem_id="set-status")
         model_status = gr.Markdown(elem_id="set-model-status")
         poll = gr.Timer(1.0, active=False)
