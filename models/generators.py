@@ -394,9 +394,19 @@ class LlamaCppGenerator:
             raise GenerationError(f"llama.cpp could not parse the answer grammar ({e}).") from e
 
 
+class _Refused(Exception):
+    """A model server's refusal of a request with a grammar (HTTP 400 or 422)."""
+
+
 class OpenAIGenerator:
     """Any OpenAI-compatible chat endpoint (llama.cpp's server, vLLM, Ollama) behind the
-    Generator protocol, streamed with server-sent events. `base_url` ends in /v1."""
+    Generator protocol, streamed with server-sent events. `base_url` ends in /v1.
+
+    `grammar`: whether `stream_grammar` sends its GBNF grammar, in the `grammar` field that
+    llama.cpp's server and llama-cpp-python's take. "auto": sent, and not again once the
+    server refuses the request (HTTP 400 or 422), when the reply is asked for without it;
+    "on": a refusal is an error; "off": never sent. A server that ignores the field answers
+    as it likes; the engine reads such a reply leniently (rag/answering.py)."""
 
     def __init__(
         self,
@@ -406,8 +416,11 @@ class OpenAIGenerator:
         api_key: str = "",
         seed: int = 0,
         timeout: float = 600.0,
+        grammar: str = "auto",
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.grammar = grammar
+        self.holds_grammar = grammar != "off"
         self.model = model
         self.name = f"openai:{self.base_url}" + (f"#{model}" if model else "")
         self.seed = seed
@@ -427,6 +440,45 @@ class OpenAIGenerator:
         stop: Sequence[str] = (),
         temperature: float = 0.0,
     ) -> Iterator[str]:
+        yield from self._stream(messages, max_tokens, stop, temperature)
+
+    def stream_grammar(
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        grammar: str,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+    ) -> Iterator[str]:
+        """The reply held to `grammar` where the server takes one (see the class)."""
+        if not self.holds_grammar:
+            yield from self._stream(messages, max_tokens, stop, temperature)
+            self.last_usage["grammar"] = 0
+            return
+        try:
+            yield from self._stream(messages, max_tokens, stop, temperature, grammar=grammar)
+        except _Refused as e:
+            if self.grammar == "on":
+                raise GenerationError(
+                    f"{e} The server does not take a GBNF grammar: use llama.cpp's server, or "
+                    "set RAGCHAT_LLM_GRAMMAR=auto or off."
+                ) from None
+            log.warning("The model server refused a grammar (%s); asking without one.", e)
+            self.holds_grammar = False
+            yield from self._stream(messages, max_tokens, stop, temperature)
+            self.last_usage["grammar"] = 0
+            return
+        self.last_usage["grammar"] = 1
+
+    def _stream(
+        self,
+        messages: Sequence[dict[str, str]],
+        max_tokens: int,
+        stop: Sequence[str],
+        temperature: float,
+        grammar: str | None = None,
+    ) -> Iterator[str]:
         import json
 
         import httpx
@@ -443,6 +495,8 @@ class OpenAIGenerator:
             body["model"] = self.model
         if stop:
             body["stop"] = list(stop)
+        if grammar is not None:
+            body["grammar"] = grammar
         url = f"{self.base_url}/chat/completions"
         completion = 0
         usage: dict[str, int] = {}
@@ -452,6 +506,8 @@ class OpenAIGenerator:
             ) as response:
                 if response.status_code != 200:
                     detail = response.read().decode("utf-8", "replace")[:300]
+                    if grammar is not None and response.status_code in (400, 422):
+                        raise _Refused(f"The model server at {url} refused: {detail}.")
                     raise GenerationError(
                         f"The model server at {url} answered HTTP {response.status_code}: "
                         f"{detail}. Check --llm and the API key (RAGCHAT_LLM_API_KEY)."

@@ -27,7 +27,14 @@ from rag.citations import clean_markers, parse_citations
 from rag.config import Settings
 from rag.errors import GenerationError
 from rag.markup import strip_markup
-from rag.protocols import BlockGenerator, Embedder, Generator, ReportsUsage, ScoresFirstToken
+from rag.protocols import (
+    BlockGenerator,
+    Embedder,
+    Generator,
+    GrammarGenerator,
+    ReportsUsage,
+    ScoresFirstToken,
+)
 from rag.support import (
     SupportChecker,
     answers_the_question,
@@ -227,19 +234,6 @@ class Answerer:
         hint = self._closest(query, evidence) if self.settings.evidence_hint else ()
         tail = prompts.quote_tail(query, language, hint)
         generator = self.generator
-        if not isinstance(generator, BlockGenerator):
-            messages = [
-                {"role": "system", "content": system},
-                {"role": "user", "content": "".join(blocks) + tail},
-            ]
-            for piece in generator.stream(
-                messages,
-                max_tokens=prompts.QUOTE_TOKENS,
-                stop=["\n\n"],
-                temperature=self.settings.temperature,
-            ):
-                yield "plain", piece
-            return
         choice = self.settings.quote_choice
         if choice == "auto":  # whole passages: the model's choice measured better
             choice = "model" if all(b.whole for b in evidence.blocks) else "closest"
@@ -247,6 +241,9 @@ class Answerer:
         keep = self.settings.quote_sentences or (1 if chosen else 2)
         ranked = self._closest(query, evidence, k=len(evidence.ids)) if chosen else []
         allowed = ranked[:keep] if chosen else list(evidence.ids)
+        if not isinstance(generator, BlockGenerator):
+            yield from self._generate_in_one_call(system, blocks, tail, evidence, allowed, chosen)
+            return
         for attempt in range(2):
             ids = ""
             grammar = (
@@ -319,6 +316,45 @@ class Answerer:
                 return
             self.usage["retried"] = 1
             yield "retry", ""
+
+    def _generate_in_one_call(
+        self,
+        system: str,
+        blocks: Sequence[str],
+        tail: str,
+        evidence: ev.Evidence,
+        allowed: Sequence[str],
+        chosen: bool,
+    ) -> Iterator[tuple[str, str]]:
+        """The whole reply from one chat call, for a generator without blocks: held to the
+        allowed ids by a grammar where the generator takes one (a model server), else asked
+        for by the prompt alone and read leniently."""
+        generator = self.generator
+        messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": "".join(blocks) + tail},
+        ]
+        if isinstance(generator, GrammarGenerator) and generator.holds_grammar:
+            ids = _in_order(allowed, evidence) if chosen else list(allowed)
+            pieces = generator.stream_grammar(
+                messages,
+                grammar=prompts.quote_reply_grammar(ids, fixed=chosen),
+                max_tokens=2 * prompts.QUOTE_TOKENS,  # the model may copy its sentences out
+                stop=["\n\n"],
+                temperature=self.settings.temperature,
+            )
+        else:
+            self.chose_quote = False  # the model names its ids, as the prompt asks
+            pieces = generator.stream(
+                messages,
+                max_tokens=prompts.QUOTE_TOKENS,
+                stop=["\n\n"],
+                temperature=self.settings.temperature,
+            )
+        for piece in pieces:
+            yield "plain", piece
+        if getattr(generator, "last_usage", {}).get("grammar") == 0:
+            self.chose_quote = False  # the server refused the grammar: the model named them
 
     def _narrowed(
         self, query: str, evidence: ev.Evidence, named: Sequence[str], keep: int

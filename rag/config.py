@@ -49,6 +49,10 @@ class Settings:
     llm: str = "qwen2.5-coder-1.5b-instruct"
     # API key for an "openai:URL" model server (never written to evaluation reports)
     llm_api_key: str = field(default="", repr=False)
+    # whether an "openai:URL" model server is sent a GBNF grammar that holds a quoted reply to
+    # the sentence ids it was shown: "auto" (sent; not again once the server refuses it),
+    # "on" (a server that refuses it is an error), "off" (a plain prompt, read leniently)
+    llm_grammar: str = "auto"
     # passages retrieved and shown to the model
     top_k: int = 5
     # the language answers are written in: "auto" (the question's), or a code: en, fr, es, de
@@ -135,6 +139,8 @@ class Settings:
             raise ConfigError(
                 f"evidence must be auto, sentences or passages, got {self.evidence!r}."
             )
+        if self.llm_grammar not in ("auto", "on", "off"):
+            raise ConfigError(f"llm_grammar must be auto, on or off, got {self.llm_grammar!r}.")
         if self.answer_form not in ("quote", "free"):
             raise ConfigError(f"answer_form must be quote or free, got {self.answer_form!r}.")
         if self.quote_choice not in ("auto", "model", "closest"):

@@ -94,7 +94,13 @@ def build_generator(settings: Settings) -> LlamaCppGenerator | OpenAIGenerator:
         from models.generators import OpenAIGenerator
 
         url, _, model = settings.llm[len("openai:") :].partition("#")
-        return OpenAIGenerator(url, model=model, api_key=settings.llm_api_key, seed=settings.seed)
+        return OpenAIGenerator(
+            url,
+            model=model,
+            api_key=settings.llm_api_key,
+            seed=settings.seed,
+            grammar=settings.llm_grammar,
+        )
 
     from models.generators import LlamaCppGenerator
     from models.weights import resolve_gguf

@@ -315,6 +315,22 @@ def quote_fixed_grammar(ids: Sequence[str]) -> str:
 
 QUOTE_ANSWER = "Answer:"  # what the reply's second line begins with
 
+
+def quote_reply_grammar(ids: Sequence[str], fixed: bool = False) -> str:
+    """A GBNF grammar for a whole quoted reply, for a server that generates it in one call:
+    "Evidence: none", or the ids (one to four of the shown ones; with `fixed`, exactly those),
+    the model's copies of their sentences if it writes them, and the answer line."""
+    named = f'" {", ".join(ids)}"' if fixed else '" " id (", " id)? (", " id)? (", " id)?'
+    choices = " | ".join(f'"{i}"' for i in ids)
+    return (
+        f'root ::= "{QUOTE_PREFILL}" ("{QUOTE_NONE}" | named "\\n" copy* "{QUOTE_ANSWER} " line)\n'
+        f"named ::= {named}\n"
+        f'copy ::= "(" id ") " line "\\n"\n'
+        f"line ::= [^\\n]+\n"
+        f"id ::= {choices}\n"
+    )
+
+
 SPAN_UNITS = 12  # the most words and signs a span answer has
 # the units of a span answer: a word (with inner apostrophes and hyphens) or one other sign
 _UNIT = re.compile(r"\w(?:[\w'’-]*\w)?|[^\w\s]")

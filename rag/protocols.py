@@ -145,6 +145,24 @@ class BlockGenerator(Protocol):
 
 
 @runtime_checkable
+class GrammarGenerator(Protocol):
+    """A generator that can hold one whole reply to a GBNF grammar (OpenAIGenerator, where
+    the server takes one). `holds_grammar` is False once it knows the server does not."""
+
+    holds_grammar: bool
+
+    def stream_grammar(
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        grammar: str,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+    ) -> Iterator[str]: ...
+
+
+@runtime_checkable
 class ReportsUsage(Protocol):
     """A generator that records its last call's token counts ("prompt_tokens",
     "completion_tokens", "cached_prompt_tokens")."""
