@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from models.kvcache import BlockCache
+from models.kvcache import BlockCache, DiskStates, clear_states
 from rag.errors import GenerationError, ModelNotFound
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ class LlamaCppGenerator:
         threads: int = 0,
         seed: int = 0,
         kv_cache_mb: int = 512,
+        kv_dir: str | Path | None = None,
+        kv_disk_mb: int = 256,
     ) -> None:
         self.model_path = Path(model_path)
         self.name = name or self.model_path.stem
@@ -58,6 +60,9 @@ class LlamaCppGenerator:
         self._first_logprobs: Any = None  # log-probabilities of the last reply's first token
         self._kept: OrderedDict[tuple[int, ...], Any] = OrderedDict()  # prefix -> KV state
         self.blocks = BlockCache(kv_cache_mb * 2**20)  # KV states of evidence prompts
+        # where states that recur are kept for the next process (a folder per model file)
+        self.kv_dir = Path(kv_dir) if kv_dir and kv_disk_mb > 0 else None
+        self.kv_disk_mb = kv_disk_mb
         self._load_lock = threading.Lock()
         self._run_lock = threading.RLock()  # re-entered by choose()
 
@@ -111,6 +116,9 @@ class LlamaCppGenerator:
                 for generation in (False, True)
             )
             self._templates = (alone, whole)
+        if self.kv_dir is not None:
+            folder = self.kv_dir / _fingerprint(self.model_path, self.context_window)
+            self.blocks.disk = DiskStates(folder, self.kv_disk_mb * 2**20)
         return llm
 
     def _prefix_tokens(
@@ -314,6 +322,25 @@ class LlamaCppGenerator:
             tokens = self._block_tokens(llm, system, blocks, "")
             return self.blocks.cached_tokens(llm, tokens[0]) if tokens else 0
 
+    def prepare_blocks(self, system: str, blocks: Sequence[str]) -> int:
+        """Compute the KV state of a prompt's blocks ahead of the question (a small collection
+        read whole), and keep it on disk; returns the tokens that were already computed."""
+        llm = self.llm
+        with self._run_lock:
+            tokens = self._block_tokens(llm, system, blocks, "")
+            if tokens is None:
+                return 0
+            return self.blocks.prepare(llm, tokens[0], persist=True)
+
+    def forget_states(self) -> None:
+        """Drop every kept KV state, in memory and on disk (they hold what documents said)."""
+        with self._run_lock:
+            self.blocks.clear()
+            self.blocks.forget_live()
+            self._kept.clear()
+            if self.kv_dir is not None:
+                clear_states(self.kv_dir)
+
     def stream_blocks(
         self,
         system: str,
@@ -392,6 +419,20 @@ class LlamaCppGenerator:
             return LlamaGrammar.from_string(text, verbose=False)
         except (ValueError, RuntimeError) as e:
             raise GenerationError(f"llama.cpp could not parse the answer grammar ({e}).") from e
+
+
+def _fingerprint(model_path: Path, context_window: int) -> str:
+    """A folder name for one model file's KV states: its size and first MiB, the context
+    size and llama-cpp-python's version (the state format may change with it)."""
+    import hashlib
+
+    import llama_cpp
+
+    h = hashlib.blake2b(digest_size=12)
+    h.update(f"{llama_cpp.__version__}|{context_window}|{model_path.stat().st_size}|".encode())
+    with model_path.open("rb") as f:
+        h.update(f.read(2**20))
+    return f"{model_path.stem[:40]}-{h.hexdigest()}"
 
 
 class _Refused(Exception):

@@ -32,6 +32,7 @@ from rag.protocols import (
     Embedder,
     Generator,
     GrammarGenerator,
+    PreparingGenerator,
     ReportsUsage,
     ScoresFirstToken,
 )
@@ -117,6 +118,19 @@ class Answerer:
             self.generator.count_tokens,
             self.settings.evidence_tokens,
         )
+
+    def warm(self) -> int:
+        """Compute the fixed start of the prompts before the first question: the system
+        prompt, then the whole collection when it is small enough to be read whole (every
+        question reads it so, rag/evidence.py `whole`). The KV state is kept on disk by the
+        generator, so that the next process restores it. Returns the tokens already computed
+        (0 when nothing was, or the generator cannot)."""
+        generator = self.generator
+        if self.settings.answer_form == "free" or not isinstance(generator, PreparingGenerator):
+            return 0
+        collection = self.collection() if self.settings.evidence == "auto" else None
+        blocks = [b.text() for b in ev.whole(collection).blocks] if collection else []
+        return generator.prepare_blocks(prompts.quote_system(), blocks)
 
     def _query_vector(self, query: str) -> Any:
         if query not in self._vectors:

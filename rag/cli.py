@@ -333,6 +333,13 @@ def eval_command(
     ] = False,
     out: Annotated[Path | None, typer.Option(help="Run directory (default: a new one).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+    warm: Annotated[
+        bool,
+        typer.Option(
+            help="Load the models and read the fixed start of the prompts before the first "
+            "question, as the chat does when it opens (timed apart: warm_s in summary.json)."
+        ),
+    ] = True,
     store: StoreOpt = None,
     llm: LlmOpt = None,
     embedder: EmbedderOpt = None,
@@ -363,6 +370,7 @@ def eval_command(
         retrieval_only,
         out,
         resume,
+        warm,
         dict(
             store=store,
             llm=llm,
@@ -385,6 +393,7 @@ def _run_eval(
     retrieval_only: bool,
     out: Path | None,
     resume: bool,
+    warm: bool,
     overrides: dict[str, Any],
 ) -> None:
     import tempfile
@@ -433,6 +442,7 @@ def _run_eval(
                 seed=seed,
                 progress=progress,
                 run_info=info,
+                warm=warm,
             )
         except KeyboardInterrupt:
             bar.close()
@@ -448,6 +458,9 @@ def _run_eval(
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
+    run = summary.get("run", {})
+    if "warm_s" in run:
+        typer.echo(f"{'warm-up s':22s} {run['warm_s']:.2f}  ({run['warm_reused']} tokens restored)")
     for name, m in summary["metrics"].items():
         typer.echo(f"{name:22s} {m['mean']:.3f}  [{m['low']:.3f}, {m['high']:.3f}]  n={m['n']}")
     for name, c in summary["costs"].items():

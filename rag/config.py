@@ -91,6 +91,9 @@ class Settings:
     answer_span: bool = False
     # memory for the model's KV states of evidence blocks reused across questions, in MiB
     kv_cache_mb: int = 512
+    # disk for the KV states that recur (the system prompt, a small collection read whole),
+    # kept in <data_dir>/kv for the next process, in MiB; 0 = off
+    kv_disk_mb: int = 256
     # sampling temperature of the answer (0 = deterministic)
     temperature: float = 0.0
     # most tokens an answer may have
@@ -149,9 +152,15 @@ class Settings:
             )
         if self.quote_sentences < 0:
             raise ConfigError("quote_sentences must be 0 (as measured best) or more.")
-        if self.evidence_tokens < 50 or self.collection_tokens < 0 or self.kv_cache_mb < 0:
+        if (
+            self.evidence_tokens < 50
+            or self.collection_tokens < 0
+            or self.kv_cache_mb < 0
+            or self.kv_disk_mb < 0
+        ):
             raise ConfigError(
-                "evidence_tokens must be at least 50, collection_tokens and kv_cache_mb at least 0."
+                "evidence_tokens must be at least 50; collection_tokens, kv_cache_mb and "
+                "kv_disk_mb at least 0."
             )
         if self.top_k < 1:
             raise ConfigError(f"top_k must be at least 1, got {self.top_k}.")
@@ -202,6 +211,11 @@ class Settings:
     def models_dir(self) -> Path:
         """Where model files are assembled and built."""
         return Path(self.models) if self.models else Path(self.data_dir) / "models"
+
+    @property
+    def kv_dir(self) -> Path:
+        """Where the answer model's recurring KV states are kept between processes."""
+        return Path(self.data_dir) / "kv"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed; None values are ignored (unset CLI flags)."""

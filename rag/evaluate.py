@@ -306,8 +306,13 @@ def evaluate(
     seed: int = 0,
     progress: EvalProgress | None = None,
     run_info: dict[str, Any] | None = None,
+    warm: bool = False,
 ) -> EvalResult:
     """Run a test set against `bot`'s store and return the summary and per-question rows.
+
+    `warm`: before the first question, load the models and compute the fixed start of the
+    prompts (`Chatbot.warm`, as the chat does when it opens); its time is recorded apart, as
+    `warm_s` in the summary's run information, and the first question no longer includes it.
 
     With `out_dir`, rows are appended to results.jsonl as they finish and summary.json and
     report.html are written at the end, or when interrupted (KeyboardInterrupt is re-raised
@@ -329,6 +334,10 @@ def evaluate(
             )
     done = {r["id"] for r in rows}
     started = time.perf_counter()
+    warmed: dict[str, Any] = {}
+    if warm and not retrieval_only:
+        reused = bot.warm()
+        warmed = {"warm_s": round(time.perf_counter() - started, 2), "warm_reused": reused}
     complete = False
     try:
         for q in items:
@@ -354,7 +363,7 @@ def evaluate(
             limit,
             time.perf_counter() - started,
             complete,
-            run_info,
+            {**warmed, **(run_info or {})},
         )
         if out is not None:
             (out / "summary.json").write_text(

@@ -113,4 +113,6 @@ def build_generator(settings: Settings) -> LlamaCppGenerator | OpenAIGenerator:
         threads=settings.threads,
         seed=settings.seed,
         kv_cache_mb=settings.kv_cache_mb,
+        kv_dir=settings.kv_dir,
+        kv_disk_mb=settings.kv_disk_mb,
     )

@@ -27,7 +27,7 @@ from rag.config import Settings
 from rag.errors import ConfigError, EmptyIndex, UnsupportedDocument
 from rag.language import detect_language
 from rag.loaders import TEXT_SUFFIXES, display_names, find_files, is_section, iter_file
-from rag.protocols import DocumentStore, Embedder, Generator, Reranker
+from rag.protocols import DocumentStore, Embedder, Generator, PreparingGenerator, Reranker
 from rag.retrieval import Retriever, merge_neighbours
 from rag.support import SupportChecker, rules_for
 from rag.types import Answer, Chunk, Document, Hit, IngestReport, Skipped, final_answer
@@ -237,6 +237,8 @@ class Chatbot:
             if not again and stored.get(doc.id) == content_hash(doc.text):
                 counts["unchanged"] += 1
                 continue
+            if stored.get(doc.id) is not None:
+                self._forget_states()  # the old text's KV states
             if not doc.metadata.get("lang"):
                 lang = detect_language(doc.text)
                 doc = dataclasses.replace(doc, metadata={**doc.metadata, "lang": lang})
@@ -256,6 +258,7 @@ class Chatbot:
         or the whole-file document of a file now read in sections, or the reverse."""
         stale = [d for d in self.store.source_doc_ids(source) if d not in keep]
         if stale:
+            self._forget_states()
             self.keyword.begin(stale)
             for doc_id in stale:
                 self.store.delete(doc_id)
@@ -343,7 +346,23 @@ class Chatbot:
             self.keyword.begin([doc_id])
             removed = self.store.delete(doc_id)
             self.keyword.delete(doc_id)
+        self._forget_states()
         return removed
+
+    def _forget_states(self) -> None:
+        """The answer model's kept KV states hold what documents said: when one is deleted or
+        replaced, they are all dropped, in memory and in <data_dir>/kv."""
+        from models.kvcache import clear_states
+
+        if isinstance(self._generator, PreparingGenerator):
+            self._generator.forget_states()
+        clear_states(self.settings.kv_dir)
+
+    def warm(self) -> int:
+        """Load the models and compute the fixed start of the prompts (the system prompt; a
+        small collection, read whole) before the first question; see Answerer.warm. Returns
+        the tokens that were already computed (restored from <data_dir>/kv)."""
+        return self.answerer.warm()
 
     # -- questions -----------------------------------------------------------------------------
 

@@ -145,6 +145,16 @@ class BlockGenerator(Protocol):
 
 
 @runtime_checkable
+class PreparingGenerator(Protocol):
+    """A generator that can compute a prompt's blocks before the question comes, and keeps
+    their KV states, on disk too (LlamaCppGenerator): `forget_states` drops them all."""
+
+    def prepare_blocks(self, system: str, blocks: Sequence[str]) -> int: ...
+
+    def forget_states(self) -> None: ...
+
+
+@runtime_checkable
 class GrammarGenerator(Protocol):
     """A generator that can hold one whole reply to a GBNF grammar (OpenAIGenerator, where
     the server takes one). `holds_grammar` is False once it knows the server does not."""

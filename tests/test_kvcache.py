@@ -78,3 +78,63 @@ def test_a_span_grammar_lets_the_model_copy_only_a_short_run_of_the_quoted_words
         copied = answer.strip()
         assert copied and copied in sentence, answer
         assert len(prompts._UNIT.findall(copied)) <= 4, answer
+
+
+def test_states_that_recur_are_kept_on_disk_for_the_next_process(smol, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    def generator() -> LlamaCppGenerator:  # a new process: nothing in memory
+        return LlamaCppGenerator(smol.model_path, context_window=4096, threads=2, kv_dir=tmp_path)
+
+    alone = reply(smol, [A, B], "When does the museum open?")
+    first = generator()
+    assert first.prepare_blocks(SYSTEM, [A, B]) == 0  # computed, then written
+    (folder,) = tmp_path.iterdir()
+    assert len(list(folder.glob("*.kv"))) == 1
+
+    second = generator()
+    assert reply(second, [A, B], "When does the museum open?") == alone
+    blocks = sum(len(second.llm.tokenize(b.encode(), add_bos=False)) for b in (A, B))
+    assert second.last_usage["cached_prompt_tokens"] > blocks  # restored, not read again
+
+    for state in folder.glob("*.kv"):  # cut short, as by a crash or a full disk
+        state.write_bytes(state.read_bytes()[:1000])
+    third = generator()
+    assert reply(third, [A, B], "When does the museum open?") == alone
+    assert third.last_usage["cached_prompt_tokens"] == 0
+    assert not list(folder.glob("*.kv"))  # the damaged file was removed
+
+    third.forget_states()
+    assert not tmp_path.exists()
+
+
+def test_the_chatbot_reads_a_small_collection_ahead_and_forgets_it_on_delete(  # type: ignore[no-untyped-def]
+    settings, minilm, smol, tmp_path
+) -> None:
+    from rag import Chatbot
+
+    def bot() -> Chatbot:  # a new process: a new model, nothing in memory
+        kept = LlamaCppGenerator(
+            smol.model_path, context_window=4096, threads=2, kv_dir=settings.kv_dir
+        )
+        return Chatbot(settings, embedder=minilm, generator=kept)
+
+    museum = tmp_path / "musee.txt"
+    museum.write_text(
+        "Le musée des Tissus de Lyon ouvre ses portes à 10 heures. Il est fermé le lundi et "
+        "le mardi. L'entrée coûte 12 euros.\n",
+        encoding="utf-8",
+    )
+    first = bot()
+    first.ingest([museum])
+    assert first.warm() == 0  # the system prompt and the collection, computed and kept
+    assert list(settings.kv_dir.rglob("*.kv"))
+    answer = first.ask("Quand le musée ouvre-t-il ?")
+    count = first.generator.count_tokens
+    read = count(prompts.quote_system()) + count(museum.read_text(encoding="utf-8"))
+    assert answer.usage["cached_prompt_tokens"] >= read  # the system prompt and the document
+
+    second = bot()
+    assert second.warm() == answer.usage["cached_prompt_tokens"]  # restored from disk
+    assert second.ask("Quand le musée ouvre-t-il ?").text == answer.text
+
+    second.delete("musee.txt")
+    assert not list(settings.kv_dir.rglob("*.kv"))  # they held what the document said

@@ -241,6 +241,8 @@ def warm_up(bot: Chatbot, message: str = "") -> Readiness:
             _ = bot.store  # loads the embedder and opens the store
             readiness.message = "⏳ Loading the answer model… questions asked now wait for it."
             bot.generator.count_tokens("warm up")
+            readiness.message = "⏳ Preparing the answer model… questions asked now wait for it."
+            bot.warm()
             readiness.message = (
                 f"✅ Ready: {escape(bot.generator.name)} answers, "
                 f"{escape(bot.embedder.name)} searches (loaded in "
