@@ -141,7 +141,7 @@ def bench_startup(store: Path, data_dir: str | None, timeout: float = 600) -> di
         if page_s is None:
             raise RuntimeError(f"ragchat chat did not serve {url} (exit {proc.poll()})")
         client = Client(url, verbose=False)
-        history, _ = client.predict(QUESTION, [], api_name="/respond")
+        history, *_ = client.predict(QUESTION, [], None, api_name="/respond")
         answer_s = time.perf_counter() - t0
         content = next(m["content"] for m in history if m["role"] == "assistant")
         text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)

@@ -306,7 +306,12 @@ def launch(
         show_error=True,
         auth=auth,
         allowed_paths=[],
-        blocked_paths=[settings.store_path, str(settings.models_dir), str(upload_dir(bot))],
+        blocked_paths=[
+            settings.store_path,
+            str(settings.models_dir),
+            str(upload_dir(bot)),
+            str(settings.kv_dir),
+        ],
         max_file_size=max_upload_bytes,
         **kwargs,
     )
