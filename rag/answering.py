@@ -50,10 +50,10 @@ from rag.types import Answer, Citation, Hit, Sentence
 
 @dataclasses.dataclass
 class _Reply:
-    """What one generation gave: the reply's text and when its first piece came."""
+    """What one generation gave: the reply's text and when its first token came."""
 
     raw: str = ""
-    first_token: float | None = None
+    first_generated: float | None = None  # the model's first token, shown or not
 
 
 # what reading a reply gives: the answer text, its citations, its sentences, the signals fired
@@ -187,8 +187,8 @@ class Answerer:
         shown = 0
         parts = {"ids": "", "quote": "", "answer": "", "plain": ""}  # plain: a whole reply
         for kind, piece in self._generate_quoted(query, evidence, language):
-            if reply.first_token is None:
-                reply.first_token = time.perf_counter() - t0
+            if reply.first_generated is None:
+                reply.first_generated = time.perf_counter() - t0
             if kind == "retry":  # the answer restated the question: asked again
                 reply.raw += "\n(asked again)\n"
                 parts = dict.fromkeys(parts, "")
@@ -197,10 +197,11 @@ class Answerer:
             parts[kind] += piece
             visible = _plain_so_far(reply.raw) if kind == "plain" else parts["answer"]
             if visible is not None and len(visible.lstrip()) > shown:
+                timings.setdefault("first_token", time.perf_counter() - t0)  # words shown
                 yield visible.lstrip()[shown:]
                 shown = len(visible.lstrip())
         timings["generation"] = time.perf_counter() - t0
-        timings["first_token"] = reply.first_token or timings["generation"]
+        timings["first_generated"] = reply.first_generated or timings["generation"]
         usage = self.usage or last_usage(self.generator)
         usage.update(
             evidence_tokens=sum(self.generator.count_tokens(b.text()) for b in evidence.blocks)
@@ -221,6 +222,7 @@ class Answerer:
                 language,
             )
         text, citations, sentences, signals, refused = checked
+        timings.setdefault("first_token", time.perf_counter() - t0)  # nothing shown before
         if refused:
             yield ("" if not shown else "\n\n") + text
         elif not shown:
@@ -290,7 +292,10 @@ class Answerer:
             quote = prompts.quote_lines(
                 [(ln.id, b.hit.chunk.text[ln.start : ln.end]) for b, ln in shown]
             )
-            yield "quote", quote
+            if self.settings.quote_echo:
+                yield "quote", quote
+            else:  # the model answers right after its ids, from what it read
+                quote = ""
             answer = ""  # held back while it could still only restate the question
             streaming = False
             begun = prompts.QUOTE_PREFILL + ids.rstrip("\n") + "\n" + quote + prompts.QUOTE_ANSWER
@@ -533,17 +538,18 @@ class Answerer:
         for piece in generator.stream(
             messages, max_tokens=self.settings.max_tokens, temperature=self.settings.temperature
         ):
-            if reply.first_token is None:
-                reply.first_token = time.perf_counter() - t0
+            if reply.first_generated is None:
+                reply.first_generated = time.perf_counter() - t0
             reply.raw += piece
             if held is not None:
                 held += piece
                 if prompts.NOT_FOUND.startswith(held.strip()):
                     continue
                 piece, held = held, None
+            timings.setdefault("first_token", time.perf_counter() - t0)  # words shown
             yield piece
         timings["generation"] = time.perf_counter() - t0
-        timings["first_token"] = reply.first_token or timings["generation"]
+        timings["first_generated"] = reply.first_generated or timings["generation"]
         usage = last_usage(generator)
         usage.update(prompt_budget=budget, prompt_estimate=prompt_size, passages=len(packed))
         text, citations, sentences, signals, refused = self._checked(

@@ -86,6 +86,10 @@ class Settings:
     # rag/evidence.py `closest`; the model may still reply "none"), or "auto": the model when
     # it reads passages or a collection whole, the engine when it reads selected sentences
     quote_choice: str = "auto"
+    # the quoted sentences written into the reply, for the model to read again before it
+    # answers; off: it answers right after naming them, about twice as fast on the sample
+    # article but with fewer right answers (docs/results.md, Answers)
+    quote_echo: bool = True
     # a quoted answer must be a run of words copied from its quoted sentences (a grammar holds
     # the model to them); off: it measured fewer gold answers (docs/results.md, Answers)
     answer_span: bool = False

@@ -168,7 +168,12 @@ def score_answer(q: EvalQuestion, answer: Answer) -> dict[str, Any]:
             for c in answer.citations
         ],
         "has_citation": float(bool(answer.citations)) if not answer.refused else None,
-        "first_token_s": round(answer.timings["first_token"], 3),
+        "first_token_s": round(answer.timings["first_token"], 3),  # the first words shown
+        "first_generated_s": (
+            round(answer.timings["first_generated"], 3)
+            if "first_generated" in answer.timings
+            else None
+        ),
         "total_s": round(answer.timings["total"], 3),
         "check_s": round(answer.timings["check"], 3) if "check" in answer.timings else None,
         "verify_s": round(answer.timings["verify"], 3) if "verify" in answer.timings else None,
@@ -253,6 +258,7 @@ METRICS = (
 COSTS = (
     "retrieval_ms",
     "first_token_s",
+    "first_generated_s",
     "total_s",
     "check_s",
     "verify_s",

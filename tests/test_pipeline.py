@@ -103,7 +103,15 @@ def test_answer_citations_point_at_retrieved_passages(
     assert [c.n for c in answer.citations] == [gold]
     assert "Avril Haines" in answer.citations[0].quote
     assert not answer.refused
-    assert set(answer.timings) == {"retrieval", "first_token", "generation", "check", "total"}
+    assert set(answer.timings) == {
+        "retrieval",
+        "first_generated",
+        "first_token",
+        "generation",
+        "check",
+        "total",
+    }
+    assert answer.timings["first_generated"] <= answer.timings["first_token"]
     assert answer.sentences[0].supported and answer.sentences[0].citations == (gold,)
     assert answer.usage["passages"] == len(answer.hits) and answer.usage["prompt_budget"] > 0
     # the prompt numbered the same passages the answer's hits hold, in order
@@ -175,6 +183,25 @@ def test_the_engine_can_choose_the_quote_the_model_answers_from(sample_bot: Chat
     if not answer.refused and "quote_moved" not in answer.signals:
         block, line = evidence.line(first)  # type: ignore[misc]
         assert [c.quote for c in answer.citations] == [block.hit.chunk.text[line.start : line.end]]
+
+
+def test_without_the_echo_the_model_answers_right_after_naming_its_quote(
+    sample_bot: Chatbot,
+) -> None:
+    """Settings.quote_echo off, with the real small model: the quoted sentence is not written
+    into the reply (the model reads it once, in the evidence), and a kept answer still cites
+    the exact sentence that holds it."""
+    sample_bot.settings = sample_bot.settings.replace(quote_choice="closest", quote_sentences=1)
+    echoed = sample_bot.ask(QUESTION)
+    sample_bot.settings = sample_bot.settings.replace(quote_echo=False)
+    answer = sample_bot.ask(QUESTION)
+    ids = answer.raw.split("\n", 1)[0]
+    assert ids == echoed.raw.split("\n", 1)[0]  # the same quote named
+    if ids != " none":
+        assert "\n(" in echoed.raw and "\n(" not in answer.raw, answer.raw
+        assert answer.usage["prompt_tokens"] < echoed.usage["prompt_tokens"]
+    for c in answer.citations:
+        assert c.quote in c.chunk.text
 
 
 def test_refusal_sentinel_is_never_streamed(
