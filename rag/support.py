@@ -39,6 +39,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -110,7 +111,8 @@ def numbers(text: str) -> set[str]:
     """The numbers of a text, digits only: "10 000", "10,000" and "10000" are one number;
     numbers written as words count too, in English, French, Spanish and German ("three",
     "trois" -> "3"; "vingt-quatre" -> "24", by text2num)."""
-    found = _digits(text)
+    text, found = _scaled(text)
+    found |= _digits(text)
     if _SPELLED.search(text):
         for language in _NUMBER_LANGUAGES:
             found |= _digits(alpha2digit(text, language))
@@ -127,6 +129,37 @@ def numbers(text: str) -> set[str]:
 
 def _digits(text: str) -> set[str]:
     return {re.sub(r"\D", "", m.group(0)) for m in _NUMBER.finditer(text)}
+
+
+def _scaled(text: str) -> tuple[str, set[str]]:
+    """`text` less its digits followed by a scale word ("5 million", "2,5 millions", "1.2
+    billion"), and their amounts ("5000000"), as "cinco millones" or "five million" give
+    (read as digits, "5 1000000" would be "5100" and "0000")."""
+    found: set[str] = set()
+
+    def amount(m: re.Match[str]) -> str:
+        digits = m.group(1)
+        if re.fullmatch(r"\d{1,3}(?:[.,]\d{3})+", digits):  # "1,000 million": a separator
+            digits = re.sub(r"\D", "", digits)
+        value = Decimal(digits.replace(",", ".")) * _SCALE_WORDS[fold(m.group(2))]
+        if value == value.to_integral_value():
+            found.add(str(int(value)))
+        return " ; "
+
+    return _SCALED.sub(amount, text), found
+
+
+_SCALE_WORDS = {
+    **dict.fromkeys("thousand mille mil tausend".split(), 10**3),
+    **dict.fromkeys("million millions millon millones millionen mio".split(), 10**6),
+    **dict.fromkeys("billion billions milliard milliards milliarde milliarden".split(), 10**9),
+}
+_SCALED = re.compile(
+    r"(\d+(?:[.,]\d+)*)\s+("
+    + "|".join(sorted([*_SCALE_WORDS, "millón"], key=len, reverse=True))
+    + r")\b",
+    re.IGNORECASE,
+)
 
 
 _NUMBER_LANGUAGES = ("en", "fr", "es", "de")
@@ -287,7 +320,8 @@ def names(text: str, stopwords: frozenset[str]) -> set[str]:
         word = m.group(0)
         if word[0].isupper() and len(word) > 1:
             for part in _WORD.findall(fold(word)):
-                if len(part) > 1 and part not in stopwords:
+                # a number written as a word ("Six") is checked as a number, not a name
+                if len(part) > 1 and part not in stopwords and part not in _NUMBER_WORDS:
                     found.add(_MONTH_TOKENS.get(part, part))
     return found
 

@@ -13,9 +13,11 @@ from rag.support import (
     SupportChecker,
     answers_the_question,
     best_quotes,
+    names,
     numbers,
     question_names,
     split_claims,
+    stopwords,
     with_markers,
 )
 from rag.types import Chunk, Hit
@@ -171,6 +173,21 @@ def test_a_scale_word_is_no_number_of_its_own() -> None:
     """ "five million" read as French is "five 1000000": it still means 5000000 alone."""
     assert numbers("five million") == {"5", "5000000"}
     assert numbers("1000 soldats") == {"1000"}
+
+
+def test_digits_before_a_scale_word_are_the_amount() -> None:
+    """ "5 million" rests on "los cinco millones de habitantes" (it was read as "5100")."""
+    assert numbers("5 million") == {"5000000"} <= numbers("superan los cinco millones de")
+    assert numbers("5 millones") == numbers("5 Millionen") == {"5000000"}
+    assert numbers("2,5 millions d'habitants") == numbers("2.5 million people") == {"2500000"}
+    assert numbers("1,000 million") == numbers("1 milliard") == {"1000000000"}
+    assert numbers("un millón de personas") == numbers("1 millón") == {"1000000"}
+
+
+def test_a_number_written_as_a_word_is_no_name() -> None:
+    """ "Six" (Grammys) rests on "la seis veces ganadora del Grammy": a number, held."""
+    assert names("Six", stopwords()) == set()
+    assert names("Six Nations", stopwords()) == {"nations"}
 
 
 def test_a_name_written_in_the_question_language_is_held_by_its_translation(
