@@ -11,10 +11,11 @@ the longest common prefix does not give (its split point moves, and the rounding
 
 States are llama.cpp sequence states (about 28 KB per token for Qwen2.5-1.5B), kept least
 recently used first out within `max_bytes`. With a `disk` (DiskStates), the states that
-recur (a prefix reused by a later question: the system prompt, a small collection read whole)
-and those `prepare` is told to keep are also written there, so that the next process (the
-chat opened again, `ragchat ask`) restores them instead of reading the passages again. A state
-read back from disk holds the same bytes as the one written: answers stay byte-identical.
+recur (the system prompt, or all the blocks of a prompt reused by a later question: a small
+collection read whole) and those `prepare` is told to keep are also written there, so that
+the next process (the chat opened again, `ragchat ask`) restores them instead of reading the
+passages again. A state read back from disk holds the same bytes as the one written: answers
+stay byte-identical.
 """
 
 from __future__ import annotations
@@ -189,7 +190,9 @@ class BlockCache:
         else:
             depth = 0
             llm.reset()
-        if depth:  # a prefix that recurred: worth keeping for the next process
+        if depth in (1, len(blocks)):  # the system prompt, or a whole prompt's blocks, that
+            # recurred: worth keeping for the next process (a prefix of selected passages
+            # that recurred once would fill the disk and push them out)
             self._persist(keys[depth - 1], ends[depth - 1])
         for j in range(depth, len(blocks)):
             if blocks[j]:
