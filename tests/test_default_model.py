@@ -7,6 +7,7 @@ Slow (the 1.5B model needs 15-25 s per answer on 2 cores): `pytest -m slow`.
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -151,6 +152,7 @@ def test_answers_are_byte_identical_whatever_was_asked_before(
         quote_choice="model",
         evidence_tokens=300,
     )
+    shutil.rmtree(settings.kv_dir, ignore_errors=True)  # states kept by earlier tests
     bot = Chatbot(settings)
     bot.ingest([SAMPLE_CORPUS])
     first = bot.ask("Who did Hammouchi meet?")
