@@ -109,9 +109,8 @@ class DiskStates:
         self._known.add(key)
 
     def _make_room(self, size: int) -> None:
-        files = sorted(
-            (p.stat().st_mtime_ns, p.stat().st_size, p) for p in self.directory.glob("*.kv")
-        )
+        stats = [(p.stat(), p) for p in self.directory.glob("*.kv")]
+        files = sorted((st.st_mtime_ns, st.st_size, p) for st, p in stats)
         total = sum(s for _, s, _ in files)
         for _, s, p in files:
             if total + size <= self.max_bytes:

@@ -49,14 +49,19 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     proc.wait(timeout=30)
 
 
-def test_ask_through_an_openai_compatible_server(
-    server: str, tmp_path: Path, minilm: SentenceTransformerEmbedder
-) -> None:
+@pytest.fixture
+def server_bot(server: str, tmp_path: Path, minilm: SentenceTransformerEmbedder) -> Chatbot:
+    """A Chatbot answering through the model server, the sample article ingested."""
     settings = Settings(
         store=str(tmp_path / "store"), data_dir=str(tmp_path), llm=f"openai:{server}"
     )
     bot = Chatbot(settings, embedder=minilm)
     bot.ingest([SAMPLE_CORPUS])
+    return bot
+
+
+def test_ask_through_an_openai_compatible_server(server: str, server_bot: Chatbot) -> None:
+    bot = server_bot
     pieces = list(bot.stream("Who did Hammouchi meet?"))
     answer = pieces[-1]
     assert isinstance(answer, Answer) and len(pieces) > 2  # streamed in several pieces
@@ -93,13 +98,9 @@ def test_the_servers_grammar_holds_the_reply_to_the_shown_ids(server: str) -> No
 
 
 def test_a_question_through_the_server_is_answered_in_the_quoted_form(
-    server: str, tmp_path: Path, minilm: SentenceTransformerEmbedder
+    server_bot: Chatbot,
 ) -> None:
-    settings = Settings(
-        store=str(tmp_path / "store"), data_dir=str(tmp_path), llm=f"openai:{server}"
-    )
-    bot = Chatbot(settings, embedder=minilm)
-    bot.ingest([SAMPLE_CORPUS])
+    bot = server_bot
     answer = bot.ask("Who did Hammouchi meet?")
     assert answer.usage["grammar"] == 1  # the server took the grammar
     assert re.match(r"Evidence:( none$| \d+\.\d+(, \d+\.\d+)*\n)", answer.raw), answer.raw
