@@ -112,7 +112,8 @@ def numbers(text: str) -> set[str]:
     numbers written as words count too, in English, French, Spanish and German ("three",
     "trois" -> "3"; "vingt-quatre" -> "24", by text2num)."""
     text, found = _scaled(text)
-    found |= _digits(text)
+    text, fractions = _fractions(text)
+    found |= fractions | _digits(text)
     if _SPELLED.search(text):
         for language in _NUMBER_LANGUAGES:
             found |= _digits(alpha2digit(text, language))
@@ -123,8 +124,48 @@ def numbers(text: str) -> set[str]:
     return {
         x
         for x in found
-        if x not in _SCALES or not any(y != x and int(y) % int(x) == 0 for y in found if y)
+        if x not in _SCALES
+        or not any(y != x and int(y) % int(x) == 0 for y in found if y.isdigit())
     }
+
+
+# a fraction's denominator by the word that names it: "un tiers" is "1/3", "two thirds" "2/3"
+_FRACTION_WORDS = {
+    **dict.fromkeys("half halves moitié moitie mitad hälfte halfte".split(), 2),
+    **dict.fromkeys("third thirds tiers tercio tercios drittel".split(), 3),
+    **dict.fromkeys("quarter quarters quart quarts viertel".split(), 4),
+}
+# fraction words that are ordinals too, a fraction only after a numerator ("one third")
+_ORDINALS = frozenset({"third", "quarter"})
+_ONE = dict.fromkeys("a an one un une uno una ein eine einen".split(), "1")
+_FRACTION = re.compile(
+    r"(?<![\d/])(\d{1,2})\s*/\s*([2-9]|10)(?![\d/])|"
+    r"\b(?:(\d{1,2}|[^\W\d_]+)[\s-]+)?("
+    + "|".join(sorted(_FRACTION_WORDS, key=len, reverse=True))
+    + r")\b",
+    re.IGNORECASE,
+)
+
+
+def _fractions(text: str) -> tuple[str, set[str]]:
+    """`text` less its fractions, and the fractions as "1/3": "1/3", "un tiers" and "a third"
+    are one number, "deux tiers" and "2/3" another."""
+    found: set[str] = set()
+
+    def fraction(m: re.Match[str]) -> str:
+        if m.group(1):
+            found.add(f"{int(m.group(1))}/{m.group(2)}")
+            return " ; "
+        before, word = m.group(3) or "", m.group(4).lower()
+        numerator = before if before.isdigit() else _NUMBER_WORDS.get(fold(before), "")
+        numerator = numerator or _ONE.get(fold(before), "")
+        if word in _ORDINALS and not numerator:  # "the third battalion"
+            return m.group(0)
+        found.add(f"{int(numerator or 1)}/{_FRACTION_WORDS[word]}")
+        # a word before that is no number stays a word of the text ("du tiers")
+        return " ; " if numerator else f"{before} ; "
+
+    return _FRACTION.sub(fraction, text), found
 
 
 def _digits(text: str) -> set[str]:
@@ -294,6 +335,11 @@ def restates_question(question: str, answer: str) -> bool:
     stems = _stems(question)
     common = stopwords()
     asked_names = question_names(question, common)
+    # the question's words that name something: its names, or all its words when it has none
+    # (typed in lower case); "Town" of "Manakin Town" is no name of "What town was granted to
+    # the Huguenots?", and "Hammouchi" of "Abdellatif Hammouchi" is one of "who did hammouchi
+    # meet?"
+    naming = asked_names or asked
     words = list(_NAME.finditer(answer))
     left: set[str] = set()
     i = 0
@@ -304,7 +350,7 @@ def restates_question(question: str, answer: str) -> bool:
         span = words[i : max(j, i + 1)]
         folded = {p for w in span for p in _WORD.findall(fold(w.group(0)))}
         inner = {p for w in span if w.start() > 0 for p in _WORD.findall(fold(w.group(0)))}
-        if j == i or not (inner & asked or folded & asked_names):  # a lower-case word, or a
+        if j == i or not (inner & naming or folded & asked_names):  # a lower-case word, or a
             # name the question does not hold
             left |= folded - asked
         i = max(j, i + 1)

@@ -184,6 +184,16 @@ def test_digits_before_a_scale_word_are_the_amount() -> None:
     assert numbers("un millón de personas") == numbers("1 millón") == {"1000000"}
 
 
+def test_a_fraction_is_one_number_in_digits_or_words() -> None:
+    """ "1/3" rests on "la disparition du tiers de la population"; an ordinal is no fraction."""
+    assert numbers("1/3") == numbers("du tiers de la population") == {"1/3"}
+    assert numbers("un tiers") == numbers("one third") == numbers("a third") == {"1/3"}
+    assert numbers("deux tiers") == numbers("2/3") == numbers("two thirds") == {"2/3"}
+    assert numbers("la mitad de los votos") == numbers("half of the votes") == {"1/2"}
+    assert "1/3" not in numbers("the third battalion")
+    assert numbers("le 12/05/2020") == {"12", "05", "2020"}  # a date, no fraction
+
+
 def test_a_number_written_as_a_word_is_no_name() -> None:
     """ "Six" (Grammys) rests on "la seis veces ganadora del Grammy": a number, held."""
     assert names("Six", stopwords()) == set()
@@ -293,6 +303,14 @@ def test_an_answer_made_of_the_questions_own_words_restates_it() -> None:
     # "île" is capitalised only as it opens the answer: "Amsterdam" is what it says
     assert not restates_question("Quelle île est proche de l'île saint paul ?", "L'île Amsterdam")
     assert restates_question("who did hammouchi meet?", "Abdellatif Hammouchi")
+    # a name that holds one of the question's common nouns says something new
+    assert not restates_question(
+        "What town was actually granted to the Huguenots on arrival?", "Manakin Town"
+    )
+    assert not restates_question(
+        "Into what language did Marlee Matlin translate the national anthem?",
+        "American Sign Language",
+    )
     assert restates_question(  # the question's words, inflected
         "What did Avril Haines offer Morocco in exchange for its cooperation?",
         "Avril Haines offered Morocco in exchange for its cooperation [5].",
