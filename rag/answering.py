@@ -2,14 +2,17 @@
 
     relevant? -> evidence -> generate -> read the reply -> check it -> refusal policy -> Answer
 
-Two answer forms (`Settings.answer_form`). "quote" (the default): the model reads evidence
+Three answer forms (`Settings.answer_form`; "auto", the default, takes "extract" when a small
+collection is read whole and "quote" otherwise). "quote": the model reads evidence
 sentences with ids (rag/evidence.py); its reply begins with the ids that state the answer, then
 answers; with llama.cpp a grammar holds it to ids it was shown, or NOT_FOUND (rag/prompts.py).
 Who chooses those ids is `Settings.quote_choice`: the model, or the engine (the sentence
 closest to the question, which the model still may refuse). Every citation is then a
 sentence known to be verbatim in its passage, and the answer is checked against those
 sentences alone. "free": the model writes text with `[n]` markers over whole passages,
-checked after against every passage (rag/support.py).
+checked after against every passage (rag/support.py). "extract": the model answers first, in a
+few words; the engine then finds the evidence sentences that hold them (its quotes) and refuses
+an answer none holds.
 Why an answer is refused is recorded as named signals (rag/refusal.py).
 """
 
@@ -23,7 +26,7 @@ from typing import Any
 from rag import evidence as ev
 from rag import prompts, refusal, verify
 from rag.chunking import split_sentences
-from rag.citations import clean_markers, parse_citations
+from rag.citations import clean_markers, marker_numbers, parse_citations
 from rag.config import Settings
 from rag.errors import GenerationError
 from rag.markup import strip_markup
@@ -40,6 +43,7 @@ from rag.support import (
     SupportChecker,
     answers_the_question,
     best_quotes,
+    content_stems,
     quotes_support,
     restates_question,
     says_more,
@@ -126,11 +130,24 @@ class Answerer:
         generator, so that the next process restores it. Returns the tokens already computed
         (0 when nothing was, or the generator cannot)."""
         generator = self.generator
-        if self.settings.answer_form == "free" or not isinstance(generator, PreparingGenerator):
+        form = self.form()
+        if form == "free" or not isinstance(generator, PreparingGenerator):
             return 0
         collection = self.collection() if self.settings.evidence == "auto" else None
         blocks = [b.text() for b in ev.whole(collection).blocks] if collection else []
-        return generator.prepare_blocks(prompts.quote_system(), blocks)
+        system = prompts.extract_system() if form == "extract" else prompts.quote_system()
+        return generator.prepare_blocks(system, blocks)
+
+    def form(self) -> str:
+        """The answer form in use: Settings.answer_form, or for "auto" "extract" when a small
+        collection is read whole (its KV state is computed once, so a reply of a few words is
+        nearly all an answer costs: 4x faster than quoting on the sample article) and "quote"
+        when sentences are selected (more gold answers there; docs/results.md, Answers)."""
+        form = self.settings.answer_form
+        if form != "auto":
+            return form
+        whole = self.settings.evidence == "auto" and bool(self.collection())
+        return "extract" if whole else "quote"
 
     def _query_vector(self, query: str) -> Any:
         if query not in self._vectors:
@@ -164,8 +181,11 @@ class Answerer:
             timings["first_token"] = time.perf_counter() - t0
             yield make(text, (), hits, True, signals=("no_passage",))
             return
-        if self.settings.answer_form == "free":
+        form = self.form()
+        if form == "free":
             yield from self._stream_free(question, query, hits, language, timings, t0, make)
+        elif form == "extract":
+            yield from self._stream_extracted(query, hits, language, timings, t0, make)
         else:
             yield from self._stream_quoted(question, query, hits, language, timings, t0, make)
 
@@ -425,7 +445,7 @@ class Answerer:
             return "", (), (), [*signals, "not_found"]
         named = [found for i in quoted.ids if (found := evidence.line(i)) is not None]
         passages = [b.hit.chunk.text for b in evidence.blocks]
-        stripped = strip_markup(quoted.answer, passages)
+        stripped = strip_markup(prompts.drop_ids(quoted.answer, evidence.ids), passages)
         answer = prompts.join_list(stripped.text.strip(), language)
         if stripped.removed:
             signals.append("markup_removed")
@@ -510,6 +530,173 @@ class Answerer:
             if isinstance(generator, ScoresFirstToken)
             else None
         )
+
+    # -- extracted answers -----------------------------------------------------------------------
+
+    def _stream_extracted(
+        self,
+        query: str,
+        hits: Sequence[Hit],
+        language: str,
+        timings: dict[str, float],
+        t0: float,
+        make: Callable[..., Answer],
+    ) -> Iterator[str | Answer]:
+        """Settings.answer_form "extract": the model reads the evidence and answers in a few
+        words, first; the engine then finds the evidence sentences that hold the answer (its
+        quotes) and refuses an answer no sentence holds."""
+        evidence = self.evidence(query, hits)
+        timings["evidence"] = time.perf_counter() - t0 - timings["retrieval"]
+        reply = _Reply()
+        shown = 0
+        for piece in self._generate_extracted(query, evidence, language):
+            if reply.first_generated is None:
+                reply.first_generated = time.perf_counter() - t0
+            reply.raw += piece
+            visible = _extracted_so_far(reply.raw)
+            if visible is not None and len(visible) > shown:
+                timings.setdefault("first_token", time.perf_counter() - t0)  # words shown
+                yield visible[shown:]
+                shown = len(visible)
+        timings["generation"] = time.perf_counter() - t0
+        timings["first_generated"] = reply.first_generated or timings["generation"]
+        usage = self.usage or last_usage(self.generator)
+        usage.update(
+            evidence_tokens=sum(self.generator.count_tokens(b.text()) for b in evidence.blocks),
+            evidence_sentences=len(evidence.ids),
+            evidence_whole=int(all(b.whole for b in evidence.blocks)),
+        )
+        # a generator that cannot be begun with "Answer:" (a model server) whose model wrote
+        # text with [n] markers instead: read as free text, checked sentence by sentence
+        free = not isinstance(self.generator, BlockGenerator) and bool(marker_numbers(reply.raw))
+
+        def read() -> _Read:
+            if free:
+                return self._read_free(query, reply.raw, evidence.hits, usage)
+            return self._read_extracted(query, reply.raw, evidence, usage, language)
+
+        text, citations, sentences, signals, refused = self._checked(read, timings, language)
+        timings.setdefault("first_token", time.perf_counter() - t0)  # nothing shown before
+        if refused:
+            yield ("" if not shown else "\n\n") + text
+        elif not shown:
+            yield text
+        yield make(
+            text,
+            citations,
+            evidence.hits,
+            refused,
+            usage=usage,
+            sentences=sentences,
+            raw=reply.raw,
+            signals=tuple(signals),
+        )
+
+    def _generate_extracted(
+        self, query: str, evidence: ev.Evidence, language: str
+    ) -> Iterator[str]:
+        """The model's reply, a few words on one line: with blocks (llama.cpp) begun by
+        "Answer:" and the KV state of the system prompt and each block reused; else from one
+        chat call, read leniently (rag/prompts.py `parse_extracted`)."""
+        system = prompts.extract_system()
+        blocks = [b.text() for b in evidence.blocks]
+        tail = prompts.extract_tail(query, language)
+        generator = self.generator
+        self.doubt, self.usage = None, {}
+        if isinstance(generator, BlockGenerator):
+            yield from generator.stream_blocks(
+                system,
+                blocks,
+                tail,
+                max_tokens=prompts.EXTRACT_TOKENS,
+                stop=["\n"],
+                temperature=self.settings.temperature,
+                prefill=prompts.EXTRACT_PREFILL,
+            )
+            self.doubt = self._first_token_probability(prompts.EXTRACT_NONE)
+            self.usage = last_usage(generator)
+            return
+        messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": "".join(blocks) + tail},
+        ]
+        yield from generator.stream(
+            messages,
+            max_tokens=prompts.EXTRACT_TOKENS,
+            stop=["\n\n"],
+            temperature=self.settings.temperature,
+        )
+
+    def _read_extracted(
+        self, query: str, raw: str, evidence: ev.Evidence, usage: dict[str, Any], language: str
+    ) -> _Read:
+        """An extracted reply read and checked: the answer with the markers of the passages
+        whose sentences hold it, one citation per run of those sentences, the signals."""
+        signals: list[str] = []
+        doubt = self.doubt
+        if doubt is not None:
+            usage["not_found_probability"] = round(doubt, 4)
+            threshold = self.settings.max_doubt
+            threshold = self.model.extract_doubt if threshold < 0 else threshold
+            if threshold > 0 and doubt >= threshold:
+                signals.append("doubt")
+        answer = prompts.parse_extracted(raw)
+        if answer is None:
+            return "", (), (), [*signals, "not_found"]
+        passages = [b.hit.chunk.text for b in evidence.blocks]
+        # the engine adds the markers of the sentences that hold the answer: the model's own
+        # "[1]" or "(1.2)" are no numbers of it
+        answer = clean_markers(prompts.drop_ids(answer, evidence.ids), 0)
+        stripped = strip_markup(answer, passages)
+        answer = prompts.join_list(stripped.text.strip(), language)
+        if stripped.removed:
+            signals.append("markup_removed")
+            usage["markup_removed"] = len(stripped.removed)
+        if not answer or prompts.leaks_instructions(answer):
+            return "", (), (), [*signals, "empty"]
+        if refusal.declines(answer):
+            return "", (), (), [*signals, "not_found"]
+        lines, similarity = self._located(query, answer, evidence)
+        usage["quote_support"] = round(similarity, 4)
+        if not lines:
+            signals.append("unsupported")
+        if not answers_the_question(query, answer):
+            signals.append("wrong_kind")
+        if restates_question(query, answer):
+            signals.append("restates")
+        cited = tuple(dict.fromkeys(b.n for b, _ in sorted(lines, key=lambda x: x[0].n)))
+        if self.settings.verify_answers and not refusal.refuses(signals):
+            self._verify(query, answer, [evidence.blocks[n - 1].hit for n in cited], usage, signals)
+        parts = [answer[a:b] for a, b in split_sentences(answer)] or [answer]
+        text = " ".join(with_markers(p, cited) for p in parts)
+        sentences = tuple(Sentence(p, cited, bool(cited), round(similarity, 4)) for p in parts)
+        return text, _quote_citations(lines), sentences, signals
+
+    def _located(
+        self, query: str, answer: str, evidence: ev.Evidence
+    ) -> tuple[list[tuple[ev.Block, ev.Line]], float]:
+        """The evidence sentences an extracted answer rests on, and their best cosine to it:
+        the sentence holding most of the answer's own words (the model copies them), when it
+        holds at least half of them and the answer's numbers and names; else the fewest
+        sentences that hold its numbers and names, or are close enough to it in meaning (an
+        answer in another language than its sentence; rag/support.py `best_quotes`)."""
+        shown = [(b, line) for b in evidence.blocks for line in b.lines]
+        if not shown:
+            return [], 0.0
+        found = self.checker.quote_support(query, answer, [(b.hit, ln) for b, ln in shown])
+        wanted_numbers, wanted_names = self.checker.claim_parts(query, answer)
+        own = content_stems(answer)
+        if own:
+            shares = [len(own & {w[:5] for w in ln.words}) / len(own) for ln in found]
+            best = max(range(len(found)), key=lambda i: (shares[i], found[i].similarity))
+            if shares[best] >= 0.5 and quotes_support(
+                [found[best]], wanted_numbers, wanted_names, 0.0
+            ):
+                return [shown[best]], found[best].similarity
+        chosen = best_quotes(found, wanted_numbers, wanted_names, self.embedding.quote)
+        if chosen is None:
+            return [], max(ln.similarity for ln in found)
+        return [shown[i] for i in chosen], max(found[i].similarity for i in chosen)
 
     # -- free-text answers ----------------------------------------------------------------------
 
@@ -664,6 +851,21 @@ def _plain_so_far(raw: str) -> str | None:
     if len(raw.strip()) < len(prompts.NOT_FOUND) or _quoted_form(raw):
         return _answer_so_far(raw)
     return raw.lstrip()
+
+
+def _extracted_so_far(raw: str) -> str | None:
+    """What can be shown of an extracted reply being generated: its first line, without an
+    "Answer:" the model may write itself; nothing while it could still be "none"."""
+    text = raw.lstrip()
+    if prompts.EXTRACT_PREFILL.lower().startswith(text.lower()[:7]) and len(text) < 7:
+        return None
+    if text.lower().startswith(prompts.EXTRACT_PREFILL.lower()):
+        text = text[len(prompts.EXTRACT_PREFILL) :].lstrip()
+    text = text.split("\n", 1)[0]
+    bare = text.strip().lower()
+    if any(w.startswith(bare) for w in ("none", prompts.NOT_FOUND.lower())) or bare == "none.":
+        return None
+    return text.rstrip()
 
 
 def _quoted_form(raw: str) -> bool:

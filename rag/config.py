@@ -75,8 +75,11 @@ class Settings:
     evidence_hint: bool = False
     collection_tokens: int = 900
     # how the model answers: "quote" (it names the evidence sentences that state the answer,
-    # held to them by a grammar, then answers) or "free" (text with [n] markers, checked after)
-    answer_form: str = "quote"
+    # held to them by a grammar, then answers), "extract" (it answers in a few words; the
+    # engine finds the sentences that hold them), "free" (text with [n] markers, checked
+    # after), or "auto": extract when a small collection is read whole, quote otherwise
+    # (docs/results.md, Answers)
+    answer_form: str = "auto"
     # how many sentences the model reads again right before answering: the closest to the
     # question of those chosen (quote_choice); 0: as measured best, 1 sentence the engine
     # chose, 2 of those the model named (docs/results.md, Answers)
@@ -148,8 +151,10 @@ class Settings:
             )
         if self.llm_grammar not in ("auto", "on", "off"):
             raise ConfigError(f"llm_grammar must be auto, on or off, got {self.llm_grammar!r}.")
-        if self.answer_form not in ("quote", "free"):
-            raise ConfigError(f"answer_form must be quote or free, got {self.answer_form!r}.")
+        if self.answer_form not in ("auto", "quote", "extract", "free"):
+            raise ConfigError(
+                f"answer_form must be auto, quote, extract or free, got {self.answer_form!r}."
+            )
         if self.quote_choice not in ("auto", "model", "closest"):
             raise ConfigError(
                 f"quote_choice must be auto, model or closest, got {self.quote_choice!r}."

@@ -50,6 +50,8 @@ class ModelCalibration:
     # answerable questions only (bench/replay_verify.py doubt), at most 5 % of them more
     # refused; on English questions over Spanish passages it refused 9 of 50 answerable ones
     free_doubt: float = 0.0
+    # extracted answers (answer_form "extract"): the same for " none"
+    extract_doubt: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

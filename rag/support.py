@@ -321,6 +321,13 @@ def _stems(text: str) -> set[str]:
     return {w[:5] for w in _WORD.findall(fold(text))}
 
 
+def content_stems(text: str) -> set[str]:
+    """A text's words but function words and single letters, folded and cut to five letters
+    ("protestante" is "Protestant")."""
+    common = stopwords()
+    return {w[:5] for w in _WORD.findall(fold(text)) if len(w) > 1 and w not in common}
+
+
 def restates_question(question: str, answer: str) -> bool:
     """Whether an answer says nothing its question does not: "Abdellatif Hammouchi" to "Who
     did Hammouchi meet?". Every word of it, function words aside, is the question's, or part of

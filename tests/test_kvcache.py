@@ -129,7 +129,8 @@ def test_the_chatbot_reads_a_small_collection_ahead_and_forgets_it_on_delete(  #
     assert list(settings.kv_dir.rglob("*.kv"))
     answer = first.ask("Quand le musée ouvre-t-il ?")
     count = first.generator.count_tokens
-    read = count(prompts.quote_system()) + count(museum.read_text(encoding="utf-8"))
+    assert first.answerer.form() == "extract"  # answer_form auto, a collection read whole
+    read = count(prompts.extract_system()) + count(museum.read_text(encoding="utf-8"))
     assert answer.usage["cached_prompt_tokens"] >= read  # the system prompt and the document
 
     second = bot()

@@ -101,9 +101,22 @@ def test_a_question_through_the_server_is_answered_in_the_quoted_form(
     server_bot: Chatbot,
 ) -> None:
     bot = server_bot
+    bot.settings = bot.settings.replace(answer_form="quote")
     answer = bot.ask("Who did Hammouchi meet?")
     assert answer.usage["grammar"] == 1  # the server took the grammar
     assert re.match(r"Evidence:( none$| \d+\.\d+(, \d+\.\d+)*\n)", answer.raw), answer.raw
+
+
+def test_a_question_through_the_server_is_answered_in_a_few_words(server_bot: Chatbot) -> None:
+    """The extract form (the default over a small collection) through a server: one plain
+    chat call, no grammar; a kept answer cites sentences verbatim in their passages."""
+    bot = server_bot
+    assert bot.answerer.form() == "extract"
+    answer = bot.ask("Who did Hammouchi meet?")
+    assert "grammar" not in answer.usage and answer.usage["completion_tokens"] > 0
+    assert answer.refused or answer.citations
+    for c in answer.citations:
+        assert c.chunk.text[c.start : c.end] == c.quote
 
 
 @pytest.fixture

@@ -126,6 +126,7 @@ def test_a_quoted_answer_cites_exactly_the_sentences_it_names(
 ) -> None:
     """The quoted form: the model names evidence sentences, then answers; each citation is
     the named sentence, verbatim, and the prompt shows sentence ids under passage numbers."""
+    scripted_bot.settings = scripted_bot.settings.replace(answer_form="quote")
     hits = scripted_bot.search(QUESTION)
     answerer = scripted_bot.answerer
     evidence = answerer.evidence(QUESTION, hits)
@@ -148,6 +149,7 @@ def test_a_quoted_answer_cites_exactly_the_sentences_it_names(
 def test_a_quote_that_does_not_state_the_answer_is_moved_or_refused(
     scripted_bot: Chatbot, scripted: ScriptedGenerator
 ) -> None:
+    scripted_bot.settings = scripted_bot.settings.replace(answer_form="quote")
     hits = scripted_bot.search(QUESTION)
     evidence = scripted_bot.answerer.evidence(QUESTION, hits)
     other = next(
@@ -161,6 +163,79 @@ def test_a_quote_that_does_not_state_the_answer_is_moved_or_refused(
     scripted.enqueue(f"Evidence: {other}\nAnswer: Mohammed Salah and Karim Benzema")
     invented = scripted_bot.ask(QUESTION)  # no sentence shown holds these names
     assert invented.refused and "unsupported" in invented.signals
+
+
+def test_auto_answer_form_extracts_over_a_collection_read_whole(scripted_bot: Chatbot) -> None:
+    """answer_form "auto": the sample article is read whole (evidence "auto"), so the model
+    answers first in a few words; selected sentences are quoted."""
+    assert scripted_bot.settings.answer_form == "auto"
+    assert scripted_bot.answerer.form() == "extract"
+    scripted_bot.settings = scripted_bot.settings.replace(collection_tokens=0)
+    assert scripted_bot.answerer.form() == "quote"
+    scripted_bot.settings = scripted_bot.settings.replace(
+        collection_tokens=900, evidence="sentences"
+    )
+    assert scripted_bot.answerer.form() == "quote"
+
+
+def test_an_extracted_answer_cites_the_sentence_that_holds_it(
+    scripted_bot: Chatbot, scripted: ScriptedGenerator
+) -> None:
+    """answer_form "extract": the model answers in a few words first; the engine cites the
+    evidence sentence that holds them, verbatim, and joins a bare list of names."""
+    scripted_bot.settings = scripted_bot.settings.replace(answer_form="extract")
+    evidence = scripted_bot.answerer.evidence(QUESTION, scripted_bot.search(QUESTION))
+    line = next(
+        ln.id for b in evidence.blocks for ln in b.lines
+        if "Avril Haines" in b.hit.chunk.text[ln.start : ln.end]
+    )  # fmt: skip
+    scripted.enqueue(f"Answer: Avril Haines, William Burns, Christopher Wray ({line})")
+    pieces = list(scripted_bot.stream(QUESTION))
+    answer = pieces[-1]
+    assert isinstance(answer, Answer) and not answer.refused and answer.signals == ()
+    streamed = "".join(p for p in pieces[:-1] if isinstance(p, str))
+    assert streamed.startswith("Avril Haines, William Burns, Christopher Wray")
+    (quote,) = answer.citations  # the copied sentence id is no number of the answer
+    assert answer.text == f"Avril Haines, William Burns and Christopher Wray [{quote.n}]"
+    assert quote.chunk.text[quote.start : quote.end] == quote.quote
+    assert "Avril Haines" in quote.quote and "Christopher Wray" in quote.quote
+    assert answer.hits[quote.n - 1].chunk.id == quote.chunk.id
+    system, user = scripted.prompts[-1]
+    assert "few words" in system["content"] and user["content"].endswith("(Answer in English.)")
+    assert quote.quote.split()[0] in user["content"]  # the sentence was shown to the model
+
+
+def test_an_extracted_answer_no_sentence_holds_is_refused(
+    scripted_bot: Chatbot, scripted: ScriptedGenerator
+) -> None:
+    scripted_bot.settings = scripted_bot.settings.replace(answer_form="extract")
+    question = "Qui Hammouchi a-t-il rencontré ?"
+    scripted.enqueue("none")
+    pieces = list(scripted_bot.stream(question))
+    answer = pieces[-1]
+    assert isinstance(answer, Answer) and answer.refused and answer.signals == ("not_found",)
+    assert "".join(p for p in pieces[:-1] if isinstance(p, str)) == answer.text
+    assert answer.text == "Je n'ai pas trouvé cette information dans vos documents."
+    assert scripted.prompts[-1][1]["content"].endswith("(Réponds en français.)")
+    scripted.enqueue("Answer: Mohammed Salah et Karim Benzema")
+    invented = scripted_bot.ask(question)  # no sentence shown holds these names
+    assert invented.refused and invented.signals == ("unsupported",) and not invented.citations
+
+
+def test_an_extracted_answer_with_the_real_model(sample_bot: Chatbot) -> None:
+    """The extract form through llama.cpp's blocks: the reply is begun with "Answer:", the
+    model's probability of " none" is recorded, the prompt's start was computed by warm(),
+    and a kept answer cites sentences verbatim in their passages."""
+    sample_bot.settings = sample_bot.settings.replace(answer_form="extract")
+    sample_bot.warm()
+    answer = sample_bot.ask(QUESTION)
+    assert 0.0 <= answer.usage["not_found_probability"] <= 1.0
+    assert answer.usage["cached_prompt_tokens"] > 0
+    assert "\n" not in answer.raw.strip()
+    if not answer.refused:
+        assert answer.citations
+        for c in answer.citations:
+            assert c.chunk.text[c.start : c.end] == c.quote
 
 
 def test_the_engine_can_choose_the_quote_the_model_answers_from(sample_bot: Chatbot) -> None:
