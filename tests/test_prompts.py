@@ -110,3 +110,26 @@ def test_a_span_grammar_holds_runs_of_consecutive_units_with_quotes_escaped() ->
     assert "s0-2-3" not in grammar  # a run does not begin at a sign
     assert 's0-0-3 ::= "Il" | "Il " s0-1-2' in grammar
     assert 's0-0-1 ::= "Il"\n' in grammar  # the run's last unit
+
+
+def test_an_extracted_reply_is_its_answer_line_or_none() -> None:
+    assert prompts.parse_extracted(" Christopher Wray") == "Christopher Wray"
+    assert prompts.parse_extracted(" none") is None
+    assert prompts.parse_extracted("None.") is None
+    assert prompts.parse_extracted("NOT_FOUND") is None
+    # a server's model that writes lines of its own: the one after "Answer:"
+    assert prompts.parse_extracted("Evidence: 1.2\nAnswer: William Burns\nMore.") == "William Burns"
+    assert prompts.parse_extracted("Answer: Nonesuch Palace") == "Nonesuch Palace"
+
+
+def test_sentence_ids_the_model_copies_are_dropped_and_other_numbers_kept() -> None:
+    assert prompts.drop_ids("Le ruisseau d'Angoulême (1.2)", ["1.1", "1.2"]) == (
+        "Le ruisseau d'Angoulême"
+    )
+    assert prompts.drop_ids("2.5 tonnes (3.4)", ["1.1"]) == "2.5 tonnes (3.4)"  # not shown
+
+
+def test_the_answer_language_is_asked_for_in_that_language() -> None:
+    assert prompts.quote_tail("Où ?", "fr").endswith("(Réponds en français.)")
+    assert prompts.extract_tail("Who?", "en") == "Question: Who?\n(Answer in English.)"
+    assert prompts.answer_in("ru") == "Answer in Russian."
