@@ -222,12 +222,7 @@ class Answerer:
                 shown = len(visible.lstrip())
         timings["generation"] = time.perf_counter() - t0
         timings["first_generated"] = reply.first_generated or timings["generation"]
-        usage = self.usage or last_usage(self.generator)
-        usage.update(
-            evidence_tokens=sum(self.generator.count_tokens(b.text()) for b in evidence.blocks)
-        )
-        usage["evidence_sentences"] = len(evidence.ids)
-        usage["evidence_whole"] = int(all(b.whole for b in evidence.blocks))
+        usage = self._evidence_usage(evidence)
         if parts["plain"] and not _quoted_form(reply.raw):
             # a generator that cannot be held to the form, whose reply ignored it: read as
             # free text with [n] markers, checked against the passages
@@ -241,22 +236,7 @@ class Answerer:
                 timings,
                 language,
             )
-        text, citations, sentences, signals, refused = checked
-        timings.setdefault("first_token", time.perf_counter() - t0)  # nothing shown before
-        if refused:
-            yield ("" if not shown else "\n\n") + text
-        elif not shown:
-            yield text
-        yield make(
-            text,
-            citations,
-            evidence.hits,
-            refused,
-            usage=usage,
-            sentences=sentences,
-            raw=reply.raw,
-            signals=tuple(signals),
-        )
+        yield from _closing(checked, shown, evidence, usage, reply, make, timings, t0)
 
     def _generate_quoted(
         self, query: str, evidence: ev.Evidence, language: str
@@ -432,24 +412,12 @@ class Answerer:
     ) -> _Read:
         """The reply read and checked: the answer text with its markers, one citation per run
         of quoted sentences, its sentences, and the signals that fired."""
-        signals: list[str] = []
-        doubt = self.doubt
-        if doubt is not None:
-            usage["not_found_probability"] = round(doubt, 4)
-            threshold = self.settings.max_doubt
-            threshold = self.model.doubt if threshold < 0 else threshold
-            if threshold > 0 and doubt >= threshold:
-                signals.append("doubt")
+        signals = self._doubted(usage, self.model.doubt)
         quoted = prompts.parse_quoted(raw)
         if quoted.answer is None:
             return "", (), (), [*signals, "not_found"]
         named = [found for i in quoted.ids if (found := evidence.line(i)) is not None]
-        passages = [b.hit.chunk.text for b in evidence.blocks]
-        stripped = strip_markup(prompts.drop_ids(quoted.answer, evidence.ids), passages)
-        answer = prompts.join_list(stripped.text.strip(), language)
-        if stripped.removed:
-            signals.append("markup_removed")
-            usage["markup_removed"] = len(stripped.removed)
+        answer = _cleaned(quoted.answer, evidence, language, usage, signals)
         if not answer or prompts.leaks_instructions(answer):
             return "", (), (), [*signals, "empty"]
         if refusal.declines(answer):
@@ -466,13 +434,7 @@ class Answerer:
             signals.append("restates")
         if usage.get("retried"):
             signals.append("retried")
-        cited = tuple(dict.fromkeys(b.n for b, _ in sorted(lines, key=lambda x: x[0].n)))
-        if self.settings.verify_answers and not refusal.refuses(signals):
-            self._verify(query, answer, [evidence.blocks[n - 1].hit for n in cited], usage, signals)
-        parts = [answer[a:b] for a, b in split_sentences(answer)] or [answer]
-        text = " ".join(with_markers(p, cited) for p in parts)
-        sentences = tuple(Sentence(p, cited, bool(cited), round(similarity, 4)) for p in parts)
-        return text, _quote_citations(lines), sentences, signals
+        return self._cited(query, answer, lines, similarity, evidence, usage, signals)
 
     def _check_quotes(
         self,
@@ -531,6 +493,47 @@ class Answerer:
             else None
         )
 
+    def _evidence_usage(self, evidence: ev.Evidence) -> dict[str, Any]:
+        """The reply's token usage (of its first call), with what the evidence held."""
+        usage = self.usage or last_usage(self.generator)
+        usage.update(
+            evidence_tokens=sum(self.generator.count_tokens(b.text()) for b in evidence.blocks),
+            evidence_sentences=len(evidence.ids),
+            evidence_whole=int(all(b.whole for b in evidence.blocks)),
+        )
+        return usage
+
+    def _doubted(self, usage: dict[str, Any], calibrated: float) -> list[str]:
+        """The signals of the model's doubt (`self.doubt`, its probability of having replied
+        none), recorded in `usage`: "doubt" when it reaches Settings.max_doubt, or for -1 the
+        model's `calibrated` threshold."""
+        if self.doubt is None:
+            return []
+        usage["not_found_probability"] = round(self.doubt, 4)
+        threshold = self.settings.max_doubt
+        threshold = calibrated if threshold < 0 else threshold
+        return ["doubt"] if threshold > 0 and self.doubt >= threshold else []
+
+    def _cited(
+        self,
+        query: str,
+        answer: str,
+        lines: Sequence[tuple[ev.Block, ev.Line]],
+        similarity: float,
+        evidence: ev.Evidence,
+        usage: dict[str, Any],
+        signals: list[str],
+    ) -> _Read:
+        """The answer with the markers of the passages its quoted `lines` come from, one
+        citation per run of them, its sentences, and the signals (verified when asked)."""
+        cited = tuple(dict.fromkeys(b.n for b, _ in sorted(lines, key=lambda x: x[0].n)))
+        if self.settings.verify_answers and not refusal.refuses(signals):
+            self._verify(query, answer, [evidence.blocks[n - 1].hit for n in cited], usage, signals)
+        parts = [answer[a:b] for a, b in split_sentences(answer)] or [answer]
+        text = " ".join(with_markers(p, cited) for p in parts)
+        sentences = tuple(Sentence(p, cited, bool(cited), round(similarity, 4)) for p in parts)
+        return text, _quote_citations(lines), sentences, signals
+
     # -- extracted answers -----------------------------------------------------------------------
 
     def _stream_extracted(
@@ -560,12 +563,7 @@ class Answerer:
                 shown = len(visible)
         timings["generation"] = time.perf_counter() - t0
         timings["first_generated"] = reply.first_generated or timings["generation"]
-        usage = self.usage or last_usage(self.generator)
-        usage.update(
-            evidence_tokens=sum(self.generator.count_tokens(b.text()) for b in evidence.blocks),
-            evidence_sentences=len(evidence.ids),
-            evidence_whole=int(all(b.whole for b in evidence.blocks)),
-        )
+        usage = self._evidence_usage(evidence)
         # a generator that cannot be begun with "Answer:" (a model server) whose model wrote
         # text with [n] markers instead: read as free text, checked sentence by sentence
         free = not isinstance(self.generator, BlockGenerator) and bool(marker_numbers(reply.raw))
@@ -575,22 +573,8 @@ class Answerer:
                 return self._read_free(query, reply.raw, evidence.hits, usage)
             return self._read_extracted(query, reply.raw, evidence, usage, language)
 
-        text, citations, sentences, signals, refused = self._checked(read, timings, language)
-        timings.setdefault("first_token", time.perf_counter() - t0)  # nothing shown before
-        if refused:
-            yield ("" if not shown else "\n\n") + text
-        elif not shown:
-            yield text
-        yield make(
-            text,
-            citations,
-            evidence.hits,
-            refused,
-            usage=usage,
-            sentences=sentences,
-            raw=reply.raw,
-            signals=tuple(signals),
-        )
+        checked = self._checked(read, timings, language)
+        yield from _closing(checked, shown, evidence, usage, reply, make, timings, t0)
 
     def _generate_extracted(
         self, query: str, evidence: ev.Evidence, language: str
@@ -632,26 +616,13 @@ class Answerer:
     ) -> _Read:
         """An extracted reply read and checked: the answer with the markers of the passages
         whose sentences hold it, one citation per run of those sentences, the signals."""
-        signals: list[str] = []
-        doubt = self.doubt
-        if doubt is not None:
-            usage["not_found_probability"] = round(doubt, 4)
-            threshold = self.settings.max_doubt
-            threshold = self.model.extract_doubt if threshold < 0 else threshold
-            if threshold > 0 and doubt >= threshold:
-                signals.append("doubt")
+        signals = self._doubted(usage, self.model.extract_doubt)
         answer = prompts.parse_extracted(raw)
         if answer is None:
             return "", (), (), [*signals, "not_found"]
-        passages = [b.hit.chunk.text for b in evidence.blocks]
         # the engine adds the markers of the sentences that hold the answer: the model's own
-        # "[1]" or "(1.2)" are no numbers of it
-        answer = clean_markers(prompts.drop_ids(answer, evidence.ids), 0)
-        stripped = strip_markup(answer, passages)
-        answer = prompts.join_list(stripped.text.strip(), language)
-        if stripped.removed:
-            signals.append("markup_removed")
-            usage["markup_removed"] = len(stripped.removed)
+        # "[1]" are no numbers of it
+        answer = _cleaned(clean_markers(answer, 0), evidence, language, usage, signals)
         if not answer or prompts.leaks_instructions(answer):
             return "", (), (), [*signals, "empty"]
         if refusal.declines(answer):
@@ -664,13 +635,7 @@ class Answerer:
             signals.append("wrong_kind")
         if restates_question(query, answer):
             signals.append("restates")
-        cited = tuple(dict.fromkeys(b.n for b, _ in sorted(lines, key=lambda x: x[0].n)))
-        if self.settings.verify_answers and not refusal.refuses(signals):
-            self._verify(query, answer, [evidence.blocks[n - 1].hit for n in cited], usage, signals)
-        parts = [answer[a:b] for a, b in split_sentences(answer)] or [answer]
-        text = " ".join(with_markers(p, cited) for p in parts)
-        sentences = tuple(Sentence(p, cited, bool(cited), round(similarity, 4)) for p in parts)
-        return text, _quote_citations(lines), sentences, signals
+        return self._cited(query, answer, lines, similarity, evidence, usage, signals)
 
     def _located(
         self, query: str, answer: str, evidence: ev.Evidence
@@ -843,6 +808,49 @@ def _answer_maker(
         )
 
     return make
+
+
+def _cleaned(
+    answer: str, evidence: ev.Evidence, language: str, usage: dict[str, Any], signals: list[str]
+) -> str:
+    """An answer without the sentence ids the model copied into it and the markup the
+    passages do not hold (noted in `signals` and `usage`), a bare list of names joined."""
+    passages = [b.hit.chunk.text for b in evidence.blocks]
+    stripped = strip_markup(prompts.drop_ids(answer, evidence.ids), passages)
+    if stripped.removed:
+        signals.append("markup_removed")
+        usage["markup_removed"] = len(stripped.removed)
+    return prompts.join_list(stripped.text.strip(), language)
+
+
+def _closing(
+    checked: tuple[str, tuple[Citation, ...], tuple[Sentence, ...], list[str], bool],
+    shown: int,
+    evidence: ev.Evidence,
+    usage: dict[str, Any],
+    reply: _Reply,
+    make: Callable[..., Answer],
+    timings: dict[str, float],
+    t0: float,
+) -> Iterator[str | Answer]:
+    """The end of a streamed answer: the refusal (after what was shown) or the whole text
+    when nothing was shown yet, then the Answer."""
+    text, citations, sentences, signals, refused = checked
+    timings.setdefault("first_token", time.perf_counter() - t0)  # nothing shown before
+    if refused:
+        yield ("" if not shown else "\n\n") + text
+    elif not shown:
+        yield text
+    yield make(
+        text,
+        citations,
+        evidence.hits,
+        refused,
+        usage=usage,
+        sentences=sentences,
+        raw=reply.raw,
+        signals=tuple(signals),
+    )
 
 
 def _plain_so_far(raw: str) -> str | None:
