@@ -110,7 +110,7 @@ class Answerer:
         if form == "auto":
             collection = self.collection()
             if collection:
-                return ev.whole(collection)
+                return dataclasses.replace(ev.whole(collection), collection=True)
         if form == "passages":
             return self._fit(ev.whole(hits))
         vector = self._query_vector(query)
@@ -138,15 +138,19 @@ class Answerer:
         system = prompts.extract_system() if form == "extract" else prompts.quote_system()
         return generator.prepare_blocks(system, blocks)
 
-    def form(self) -> str:
+    def form(self, evidence: ev.Evidence | None = None) -> str:
         """The answer form in use: Settings.answer_form, or for "auto" "extract" when a small
         collection is read whole (its KV state is computed once, so a reply of a few words is
-        nearly all an answer costs: 4x faster than quoting on the sample article) and "quote"
-        when sentences are selected (more gold answers there; docs/results.md, Answers)."""
+        nearly all an answer costs: 3.5x faster than quoting on the sample article) and
+        "quote" when sentences are selected (more gold answers there; docs/results.md,
+        Answers). `evidence`: what the model reads, when it is known already."""
         form = self.settings.answer_form
         if form != "auto":
             return form
-        whole = self.settings.evidence == "auto" and bool(self.collection())
+        if evidence is not None:
+            whole = evidence.collection
+        else:
+            whole = self.settings.evidence == "auto" and bool(self.collection())
         return "extract" if whole else "quote"
 
     def _query_vector(self, query: str) -> Any:
@@ -181,28 +185,27 @@ class Answerer:
             timings["first_token"] = time.perf_counter() - t0
             yield make(text, (), hits, True, signals=("no_passage",))
             return
-        form = self.form()
-        if form == "free":
+        if self.settings.answer_form == "free":
             yield from self._stream_free(question, query, hits, language, timings, t0, make)
-        elif form == "extract":
-            yield from self._stream_extracted(query, hits, language, timings, t0, make)
+            return
+        evidence = self.evidence(query, hits)
+        timings["evidence"] = time.perf_counter() - t0 - timings["retrieval"]
+        if self.form(evidence) == "extract":
+            yield from self._stream_extracted(query, evidence, language, timings, t0, make)
         else:
-            yield from self._stream_quoted(question, query, hits, language, timings, t0, make)
+            yield from self._stream_quoted(query, evidence, language, timings, t0, make)
 
     # -- quoted answers -------------------------------------------------------------------------
 
     def _stream_quoted(
         self,
-        question: str,
         query: str,
-        hits: Sequence[Hit],
+        evidence: ev.Evidence,
         language: str,
         timings: dict[str, float],
         t0: float,
         make: Callable[..., Answer],
     ) -> Iterator[str | Answer]:
-        evidence = self.evidence(query, hits)
-        timings["evidence"] = time.perf_counter() - t0 - timings["retrieval"]
         reply = _Reply()
         shown = 0
         parts = {"ids": "", "quote": "", "answer": "", "plain": ""}  # plain: a whole reply
@@ -539,7 +542,7 @@ class Answerer:
     def _stream_extracted(
         self,
         query: str,
-        hits: Sequence[Hit],
+        evidence: ev.Evidence,
         language: str,
         timings: dict[str, float],
         t0: float,
@@ -548,8 +551,6 @@ class Answerer:
         """Settings.answer_form "extract": the model reads the evidence and answers in a few
         words, first; the engine then finds the evidence sentences that hold the answer (its
         quotes) and refuses an answer no sentence holds."""
-        evidence = self.evidence(query, hits)
-        timings["evidence"] = time.perf_counter() - t0 - timings["retrieval"]
         reply = _Reply()
         shown = 0
         for piece in self._generate_extracted(query, evidence, language):
@@ -865,7 +866,7 @@ def _extracted_so_far(raw: str) -> str | None:
     """What can be shown of an extracted reply being generated: its first line, without an
     "Answer:" the model may write itself; nothing while it could still be "none"."""
     text = raw.lstrip()
-    if prompts.EXTRACT_PREFILL.lower().startswith(text.lower()[:7]) and len(text) < 7:
+    if prompts.EXTRACT_PREFILL.lower().startswith(text.lower()):  # "Answer:" being written
         return None
     if text.lower().startswith(prompts.EXTRACT_PREFILL.lower()):
         text = text[len(prompts.EXTRACT_PREFILL) :].lstrip()

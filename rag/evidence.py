@@ -73,6 +73,7 @@ class Block:
 @dataclass(frozen=True, slots=True)
 class Evidence:
     blocks: tuple[Block, ...]
+    collection: bool = False  # the whole collection, read whole (not retrieved passages)
 
     @property
     def hits(self) -> tuple[Hit, ...]:
