@@ -9,7 +9,9 @@ numbers), the evidence is rebuilt as the run built it and the next `--next` sent
 closest to the question are checked, one by one, for holding the answer (rag/support.py
 `quotes_support`, as the engine checks a quote). Reports how many would then be kept, and
 how many of those hold a gold answer: what citing the next close sentence (or asking again
-from it) could gain. No answer is generated.
+from it) could gain. With `--anywhere`, the answer is looked for in every shown sentence as
+the extract form looks for it (rag/answering.py `Answerer._located`) instead: what citing the
+sentence the answer was read from, wherever it is, would gain. No answer is generated.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag import metrics  # noqa: E402
+from rag import metrics, prompts  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.pipeline import Chatbot  # noqa: E402
 from rag.support import quotes_support  # noqa: E402
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("run")
     parser.add_argument("store")
     parser.add_argument("--next", type=int, default=3)
+    parser.add_argument("--anywhere", action="store_true")
     parser.add_argument("--out")
     args = parser.parse_args()
     bot = Chatbot(Settings.from_env(store=args.store))
@@ -45,19 +48,24 @@ def main() -> None:
         question = row["question"]
         answer = row["raw"].rstrip("\n").split("\n")[-1].strip()  # the reply's answer line
         evidence = answerer.evidence(question, bot.search(question))
+        answer = prompts.drop_ids(answer, evidence.ids)  # as the engine reads it
         ranked = answerer._closest(question, evidence, k=len(evidence.ids))
         shown = [(b, ln) for b in evidence.blocks for ln in b.lines]
         index = {ln.id: i for i, (_, ln) in enumerate(shown)}
         found = answerer.checker.quote_support(question, answer, [(b.hit, ln) for b, ln in shown])
         numbers, names = answerer.checker.claim_parts(question, answer)
-        held_at = next(
-            (
-                rank
-                for rank, i in enumerate(ranked[1 : 1 + args.next], 1)
-                if quotes_support([found[index[i]]], numbers, names, answerer.embedding.quote)
-            ),
-            None,
-        )
+        if args.anywhere:
+            lines, _ = answerer._located(question, answer, evidence)
+            held_at = ranked.index(lines[0][1].id) if lines else None
+        else:
+            held_at = next(
+                (
+                    rank
+                    for rank, i in enumerate(ranked[1 : 1 + args.next], 1)
+                    if quotes_support([found[index[i]]], numbers, names, answerer.embedding.quote)
+                ),
+                None,
+            )
         golds = row["answers"] + row.get("answers_question_lang", [])
         replayed.append(
             {
@@ -71,6 +79,7 @@ def main() -> None:
     kept = [r for r in replayed if r["held_at_rank"] is not None]
     summary = {
         "run": args.run,
+        "mode": "anywhere" if args.anywhere else f"next {args.next}",
         "unsupported": len(replayed),
         "held_by_a_next_sentence": len(kept),
         "of_those_contain_gold": sum(bool(r["contains"]) for r in kept),

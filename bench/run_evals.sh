@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the evaluation figures of docs/results.md (default configuration).
-# Usage: bash bench/run_evals.sh [retrieval|passages|answers|heldout|heldout-retrieval|all]
+# Usage: bash bench/run_evals.sh [retrieval|passages|answers|heldout|heldout-answers|heldout-retrieval|all]
 #        (from the repository root)
 #   retrieval: each set's full document pool ingested once with the defaults, then the *_mini
 #              questions with --retrieval hybrid (the default), dense and keyword
@@ -10,6 +10,8 @@
 #              xquad_en_q_es_mini questions, the unanswerable questions of eval/unanswerable/
 #              and the English questions over French passages of eval/piaf_fr_q_en/
 #   heldout:   the held-out unanswerable questions of eval/unanswerable_heldout/ (measuring only)
+#   heldout-answers: 50 answerable questions of piaf_fr and of xquad_en_q_es outside their
+#              *_mini questions (sampled, seed 0), answered with the defaults (measuring only)
 #   heldout-retrieval: 300 questions of each set outside its *_mini questions (sampled, seed 0),
 #              retrieval only, on the full document pool ingested with the defaults
 # Runs land in docs/eval-runs/<name>/ with the data set's ATTRIBUTION file beside them.
@@ -58,27 +60,36 @@ if [[ $WHAT == passages || $WHAT == all ]]; then
   retrieval_runs passages RAGCHAT_CHUNK_SIZE=1000000 RAGCHAT_CHUNK_OVERLAP=0
 fi
 h="$STORES/answers-hammouchi" piaf="$STORES/answers-piaf_fr" es="$STORES/answers-xquad_en_q_es"
-if [[ $WHAT == answers || $WHAT == heldout || $WHAT == all ]]; then
+if [[ $WHAT == answers || $WHAT == heldout* || $WHAT == all ]]; then
   .venv/bin/ragchat ingest eval/hammouchi/documents.jsonl --store "$h"
   .venv/bin/ragchat ingest "$EVAL/piaf_fr/documents.jsonl" --store "$piaf"
   .venv/bin/ragchat ingest "$EVAL/xquad_en_q_es/documents.jsonl" --store "$es"
 fi
-if [[ $WHAT == heldout-retrieval || $WHAT == all ]]; then
-  for set in piaf_fr xquad_en xquad_en_q_es xquad_en_q_de; do
-    store="$STORES/answers-$set"  # the default ingest, shared with the answer runs
-    [[ -d $store ]] || .venv/bin/ragchat ingest "$EVAL/$set/documents.jsonl" --store "$store"
-    questions="$STORES/heldout-$set.jsonl"  # the set's questions less its *_mini ones
-    .venv/bin/python - "$EVAL/$set/questions.jsonl" "$EVAL/${set}_mini/questions.jsonl" \
-      > "$questions" <<'PY'
+heldout_questions() {  # set: prints the path of the set's questions less its *_mini ones
+  local set=$1 questions="$STORES/heldout-$1.jsonl"
+  .venv/bin/python - "$EVAL/$set/questions.jsonl" "$EVAL/${set}_mini/questions.jsonl" \
+    > "$questions" <<'PY'
 import json, sys
 mini = {json.loads(line)["id"] for line in open(sys.argv[2], encoding="utf-8")}
 for line in open(sys.argv[1], encoding="utf-8"):
     if json.loads(line)["id"] not in mini:
         print(line, end="")
 PY
-    run "heldout-retrieval-$set" "$EVAL/$set" "$questions" --store "$store" \
+  echo "$questions"
+}
+if [[ $WHAT == heldout-retrieval || $WHAT == all ]]; then
+  for set in piaf_fr xquad_en xquad_en_q_es xquad_en_q_de; do
+    store="$STORES/answers-$set"  # the default ingest, shared with the answer runs
+    [[ -d $store ]] || .venv/bin/ragchat ingest "$EVAL/$set/documents.jsonl" --store "$store"
+    run "heldout-retrieval-$set" "$EVAL/$set" "$(heldout_questions "$set")" --store "$store" \
       --sample 300 --seed 0 --retrieval-only
   done
+fi
+if [[ $WHAT == heldout-answers || $WHAT == all ]]; then  # answers outside the *_mini sets
+  run heldout-answers-piaf_fr-50 "$EVAL/piaf_fr" "$(heldout_questions piaf_fr)" \
+    --store "$piaf" --sample 50 --seed 0
+  run heldout-answers-xquad_en_q_es-50 "$EVAL/xquad_en_q_es" \
+    "$(heldout_questions xquad_en_q_es)" --store "$es" --sample 50 --seed 0
 fi
 if [[ $WHAT == heldout || $WHAT == all ]]; then
   held=eval/unanswerable_heldout

@@ -295,7 +295,8 @@ class Answerer:
             quote = prompts.quote_lines(
                 [(ln.id, b.hit.chunk.text[ln.start : ln.end]) for b, ln in shown]
             )
-            if self.settings.quote_echo:
+            echo = self.settings.quote_echo
+            if echo == "on" or (echo == "auto" and not chosen):
                 yield "quote", quote
             else:  # the model answers right after its ids, from what it read
                 quote = ""

@@ -89,10 +89,11 @@ class Settings:
     # rag/evidence.py `closest`; the model may still reply "none"), or "auto": the model when
     # it reads passages or a collection whole, the engine when it reads selected sentences
     quote_choice: str = "auto"
-    # the quoted sentences written into the reply, for the model to read again before it
-    # answers; off: it answers right after naming them, about twice as fast on the sample
-    # article but with fewer right answers (docs/results.md, Answers)
-    quote_echo: bool = True
+    # whether the quoted sentences are written into the reply for the model to read again
+    # before it answers: "on", "off" (it answers right after the ids), or "auto": on when the
+    # model chose its quotes, off when the engine did (each measured better there:
+    # docs/results.md, Answers)
+    quote_echo: str = "auto"
     # a quoted answer must be a run of words copied from its quoted sentences (a grammar holds
     # the model to them); off: it measured fewer gold answers (docs/results.md, Answers)
     answer_span: bool = False
@@ -159,6 +160,8 @@ class Settings:
             raise ConfigError(
                 f"quote_choice must be auto, model or closest, got {self.quote_choice!r}."
             )
+        if self.quote_echo not in ("auto", "on", "off"):
+            raise ConfigError(f"quote_echo must be auto, on or off, got {self.quote_echo!r}.")
         if self.quote_sentences < 0:
             raise ConfigError("quote_sentences must be 0 (as measured best) or more.")
         if (

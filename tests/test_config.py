@@ -17,6 +17,7 @@ def test_defaults_and_store_path(tmp_path) -> None:
         {"chunk_overlap": -1},
         {"temperature": -0.1},
         {"threads": -2},
+        {"quote_echo": "false"},
     ],
 )
 def test_invariants(bad) -> None:

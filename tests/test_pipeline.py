@@ -260,15 +260,18 @@ def test_the_engine_can_choose_the_quote_the_model_answers_from(sample_bot: Chat
         assert [c.quote for c in answer.citations] == [block.hit.chunk.text[line.start : line.end]]
 
 
-def test_without_the_echo_the_model_answers_right_after_naming_its_quote(
+def test_where_the_engine_chose_the_quote_the_model_answers_right_after_naming_it(
     sample_bot: Chatbot,
 ) -> None:
-    """Settings.quote_echo off, with the real small model: the quoted sentence is not written
-    into the reply (the model reads it once, in the evidence), and a kept answer still cites
-    the exact sentence that holds it."""
-    sample_bot.settings = sample_bot.settings.replace(quote_choice="closest", quote_sentences=1)
+    """Settings.quote_echo "auto" where the engine chose the quote, with the real small
+    model: the quoted sentence is not written into the reply (the model reads it once, in the
+    evidence), as with "off", where "on" writes it; a kept answer still cites the exact
+    sentence that holds it."""
+    sample_bot.settings = sample_bot.settings.replace(
+        answer_form="quote", quote_choice="closest", quote_sentences=1, quote_echo="on"
+    )
     echoed = sample_bot.ask(QUESTION)
-    sample_bot.settings = sample_bot.settings.replace(quote_echo=False)
+    sample_bot.settings = sample_bot.settings.replace(quote_echo="auto")
     answer = sample_bot.ask(QUESTION)
     ids = answer.raw.split("\n", 1)[0]
     assert ids == echoed.raw.split("\n", 1)[0]  # the same quote named
@@ -277,6 +280,8 @@ def test_without_the_echo_the_model_answers_right_after_naming_its_quote(
         assert answer.usage["prompt_tokens"] < echoed.usage["prompt_tokens"]
     for c in answer.citations:
         assert c.quote in c.chunk.text
+    sample_bot.settings = sample_bot.settings.replace(quote_echo="off")
+    assert sample_bot.ask(QUESTION).raw == answer.raw
 
 
 def test_refusal_sentinel_is_never_streamed(
