@@ -95,9 +95,9 @@ def explain(signals: tuple[str, ...] | list[str]) -> list[str]:
 _FREE_REFUSAL = re.compile(
     r"(cannot|can't|could not|couldn't|unable to)\s+(find|answer|determine)|"
     r"(do|does) not (contain|mention|provide|say|specify)|no information|(don't|do not) know|"
-    r"(is|are) not (mentioned|stated|specified|provided|given)|"
+    r"(is|are) not (\w+ly )?(mentioned|stated|specified|provided|given)|"
     r"ne (contient|mentionne|précise|dit) pas|pas (d'|de )information|je ne sais pas|"
-    r"n'est pas (mentionné|indiqué|précisé)",
+    r"n'est pas (\w+ment )?(mentionné|indiqué|précisé)",
     re.IGNORECASE,
 )
 

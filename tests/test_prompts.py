@@ -99,6 +99,8 @@ def test_a_quoted_answer_that_says_the_passages_do_not_tell_is_a_refusal() -> No
 
     assert declines("The annual budget of the DGST is not provided in the given text.")
     assert declines("Le texte ne mentionne pas son âge.")
+    assert declines("The average fee is not explicitly stated in the given text [1].")
+    assert declines("Son âge n'est pas clairement indiqué.")
     assert not declines("Avril Haines, William Burns and Christopher Wray")
     assert not declines("The museum is not open on Mondays.")
 
