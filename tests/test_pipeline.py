@@ -448,9 +448,14 @@ def test_an_answer_the_model_nearly_refused_is_refused(sample_bot: Chatbot) -> N
     question = "Who did Hammouchi meet?"
     # the 135M test model names evidence for this question only when shown the closest ids,
     # and answers it from the 300 tokens of evidence of the earlier default (from 200 the
-    # engine's quote does not hold its answer, refused for that, not for doubt)
+    # engine's quote does not hold its answer, refused for that, not for doubt), after
+    # reading its quote again (without, it restates the question)
     settings = sample_bot.settings.replace(
-        check_citations=False, min_relevance=0.0, evidence_hint=True, evidence_tokens=300
+        check_citations=False,
+        min_relevance=0.0,
+        evidence_hint=True,
+        evidence_tokens=300,
+        quote_echo="on",
     )
     lenient = Chatbot(
         settings.replace(max_doubt=0.0),
