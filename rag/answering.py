@@ -29,6 +29,7 @@ from rag.chunking import split_sentences
 from rag.citations import clean_markers, marker_numbers, parse_citations
 from rag.config import Settings
 from rag.errors import GenerationError
+from rag.language import detect_language
 from rag.markup import strip_markup
 from rag.protocols import (
     BlockGenerator,
@@ -41,6 +42,7 @@ from rag.protocols import (
 )
 from rag.support import (
     SupportChecker,
+    after_restatement,
     answers_the_question,
     best_quotes,
     content_stems,
@@ -126,7 +128,8 @@ class Answerer:
     def warm(self) -> int:
         """Compute the fixed start of the prompts before the first question: the system
         prompt, then the whole collection when it is small enough to be read whole (every
-        question reads it so, rag/evidence.py `whole`). The KV state is kept on disk by the
+        question reads it so, rag/evidence.py `whole`), then the lead of an extracted answer
+        in English and in the collection's language. The KV state is kept on disk by the
         generator, so that the next process restores it. Returns the tokens already computed
         (0 when nothing was, or the generator cannot)."""
         generator = self.generator
@@ -136,7 +139,13 @@ class Answerer:
         collection = self.collection() if self.settings.evidence == "auto" else None
         blocks = [b.text() for b in ev.whole(collection).blocks] if collection else []
         system = prompts.extract_system() if form == "extract" else prompts.quote_system()
-        return generator.prepare_blocks(system, blocks)
+        reused = generator.prepare_blocks(system, blocks)
+        if form == "extract" and collection:  # the lead of questions in English and in the
+            # collection's language, which every such question then finds computed
+            languages = dict.fromkeys(["en", detect_language(collection[0].chunk.text)])
+            for language in languages:
+                generator.prepare_blocks(system, [*blocks, prompts.extract_lead(language)])
+        return reused
 
     def form(self, evidence: ev.Evidence | None = None) -> str:
         """The answer form in use: Settings.answer_form, or for "auto" "extract" when a small
@@ -585,8 +594,8 @@ class Answerer:
         "Answer:" and the KV state of the system prompt and each block reused; else from one
         chat call, read leniently (rag/prompts.py `parse_extracted`)."""
         system = prompts.extract_system()
-        blocks = [b.text() for b in evidence.blocks]
-        tail = prompts.extract_tail(query, language)
+        blocks = [b.text() for b in evidence.blocks] + [prompts.extract_lead(language)]
+        tail = prompts.extract_tail(query)
         generator = self.generator
         self.doubt, self.usage = None, {}
         if isinstance(generator, BlockGenerator):
@@ -625,6 +634,7 @@ class Answerer:
         # the engine adds the markers of the sentences that hold the answer: the model's own
         # "[1]" are no numbers of it
         answer = _cleaned(clean_markers(answer, 0), evidence, language, usage, signals)
+        answer = after_restatement(query, answer)  # "Hammouchi met with" cut
         if not answer or prompts.leaks_instructions(answer):
             return "", (), (), [*signals, "empty"]
         if refusal.declines(answer):

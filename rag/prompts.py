@@ -360,9 +360,17 @@ def extract_system() -> str:
     return EXTRACT_SYSTEM
 
 
-def extract_tail(question: str, language: str) -> str:
-    """What follows the evidence blocks in the user message of an extracted answer."""
-    return f"Question: {question}\n({answer_in(language)})"
+def extract_lead(language: str) -> str:
+    """What follows the evidence blocks of an extracted answer before the question: the
+    answer's language and the question's label. The same for every question in one language,
+    so its KV state is computed once per language, as a block (2026-12-07: the tail the model
+    reads anew for each question is then the question alone, 8 tokens fewer)."""
+    return f"({answer_in(language)})\nQuestion:"
+
+
+def extract_tail(question: str) -> str:
+    """What follows the lead (`extract_lead`) in the user message of an extracted answer."""
+    return f" {question}"
 
 
 def parse_extracted(reply: str) -> str | None:

@@ -366,6 +366,42 @@ def restates_question(question: str, answer: str) -> bool:
     return not {w for w in left if w not in common and len(w) > 1 and w[:5] not in stems}
 
 
+def after_restatement(question: str, answer: str) -> str:
+    """What an answer of a few words adds after an opening that restates its question:
+    "Avril Haines, William Burns, and Christopher Wray" of "Hammouchi metted with Avril Haines,
+    William Burns, and Christopher Wray" to "Who did Hammouchi meet?". The opening is the
+    question's words (by their first five letters), function words and at most one other
+    word in lower case (the question's verb, as the model conjugates it); it is cut only when
+    it holds a word of the question and what follows is names or numbers (every word but
+    function words capitalised or a number; numbers alone only after a function word, "in
+    1965"). Else the answer as it is."""
+    stems = _stems(question)
+    common = stopwords()
+    asked = other = 0
+    cut, last = None, ""
+    for m in _WORD.finditer(answer):
+        word = fold(m.group(0))
+        if word in common:
+            pass
+        elif word[:5] in stems and not word.isdigit():
+            asked += 1
+        elif not other and m.group(0).islower():
+            other = 1
+        else:
+            cut = m.start()
+            break
+        last = word
+    if cut is None or not asked or len(_WORD.findall(answer[:cut])) < 2:
+        return answer
+    rest = answer[cut:]
+    words = _WORD.findall(rest)
+    if not all(w[0].isupper() or w.isdigit() or fold(w) in common for w in words):
+        return answer
+    if not any(w[0].isupper() for w in words) and fold(last) not in common:
+        return answer  # "118" of "Route nationale 118" is no answer without its road
+    return rest
+
+
 def names(text: str, stopwords: frozenset[str]) -> set[str]:
     """The capitalised words of a text (names, acronyms), folded, minus function words."""
     found = set()

@@ -201,7 +201,8 @@ def test_an_extracted_answer_cites_the_sentence_that_holds_it(
     assert "Avril Haines" in quote.quote and "Christopher Wray" in quote.quote
     assert answer.hits[quote.n - 1].chunk.id == quote.chunk.id
     system, user = scripted.prompts[-1]
-    assert "few words" in system["content"] and user["content"].endswith("(Answer in English.)")
+    assert "few words" in system["content"]
+    assert user["content"].endswith("(Answer in English.)\nQuestion: Who did Hammouchi meet?")
     assert quote.quote.split()[0] in user["content"]  # the sentence was shown to the model
 
 
@@ -216,7 +217,9 @@ def test_an_extracted_answer_no_sentence_holds_is_refused(
     assert isinstance(answer, Answer) and answer.refused and answer.signals == ("not_found",)
     assert "".join(p for p in pieces[:-1] if isinstance(p, str)) == answer.text
     assert answer.text == "Je n'ai pas trouvé cette information dans vos documents."
-    assert scripted.prompts[-1][1]["content"].endswith("(Réponds en français.)")
+    assert scripted.prompts[-1][1]["content"].endswith(
+        "(Réponds en français.)\nQuestion: Qui Hammouchi a-t-il rencontré ?"
+    )
     scripted.enqueue("Answer: Mohammed Salah et Karim Benzema")
     invented = scripted_bot.ask(question)  # no sentence shown holds these names
     assert invented.refused and invented.signals == ("unsupported",) and not invented.citations

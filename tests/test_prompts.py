@@ -133,5 +133,7 @@ def test_sentence_ids_the_model_copies_are_dropped_and_other_numbers_kept() -> N
 
 def test_the_answer_language_is_asked_for_in_that_language() -> None:
     assert prompts.quote_tail("Où ?", "fr").endswith("(Réponds en français.)")
-    assert prompts.extract_tail("Who?", "en") == "Question: Who?\n(Answer in English.)"
+    assert prompts.extract_lead("en") + prompts.extract_tail("Who?") == (
+        "(Answer in English.)\nQuestion: Who?"
+    )
     assert prompts.answer_in("ru") == "Answer in Russian."

@@ -317,6 +317,32 @@ def test_an_answer_made_of_the_questions_own_words_restates_it() -> None:
     )
 
 
+def test_an_opening_that_restates_the_question_is_cut_from_a_short_answer() -> None:
+    from rag.support import after_restatement
+
+    question = "Who did Hammouchi meet?"
+    names = "Avril Haines, William Burns, and Christopher Wray."
+    assert after_restatement(question, f"Hammouchi metted with {names}") == names
+    assert after_restatement(question, f"Hammouchi met {names}") == names
+    assert after_restatement(question, names) == names  # nothing restated
+    assert (
+        after_restatement(  # the question's words, then a place
+            "Where will the African Lion military exercise take place?",
+            "African Lion military exercise will take place in Washington, D.C.",
+        )
+        == "Washington, D.C."
+    )
+    assert after_restatement("When was Hammouchi born?", "Hammouchi was born in 1966") == "1966"
+    # what follows is no name: the answer says it in a sentence, kept whole
+    sentence = "Christopher Wray said that the FBI works with the CIA."
+    assert after_restatement("What did Christopher Wray say?", sentence) == sentence
+    # a number that is part of a name, not what follows a restated clause
+    road = "Route nationale 118"
+    assert after_restatement("Au bord de quelle route se trouve le quartier ?", road) == road
+    # a name the question does not hold is the answer, not an opening
+    assert after_restatement("Who chaired the summit?", "Nasser Bourita") == "Nasser Bourita"
+
+
 def test_a_reply_says_more_once_a_finished_word_is_not_the_questions() -> None:
     from rag.support import says_more
 
