@@ -49,6 +49,7 @@ from rag.support import (
     quotes_support,
     restates_question,
     says_more,
+    shown_from,
     with_markers,
 )
 from rag.types import Answer, Citation, Hit, Sentence
@@ -563,15 +564,18 @@ class Answerer:
         quotes) and refuses an answer no sentence holds."""
         reply = _Reply()
         shown = 0
+        start = None  # where the reply is shown from: after an opening restating the question
         for piece in self._generate_extracted(query, evidence, language):
             if reply.first_generated is None:
                 reply.first_generated = time.perf_counter() - t0
             reply.raw += piece
             visible = _extracted_so_far(reply.raw)
-            if visible is not None and len(visible) > shown:
+            if visible is not None and start is None:
+                start = shown_from(query, visible)
+            if visible is not None and start is not None and len(visible) - start > shown:
                 timings.setdefault("first_token", time.perf_counter() - t0)  # words shown
-                yield visible[shown:]
-                shown = len(visible)
+                yield visible[start + shown :]
+                shown = len(visible) - start
         timings["generation"] = time.perf_counter() - t0
         timings["first_generated"] = reply.first_generated or timings["generation"]
         usage = self._evidence_usage(evidence)

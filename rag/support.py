@@ -375,11 +375,46 @@ def after_restatement(question: str, answer: str) -> str:
     it holds a word of the question and what follows is names or numbers (every word but
     function words capitalised or a number; numbers alone only after a function word, "in
     1965"). Else the answer as it is."""
+    cut = _opening_end(question, answer)
+    if not cut:
+        return answer
+    rest = answer[cut:]
+    if not all(
+        w[0].isupper() or w.isdigit() or fold(w) in stopwords() for w in _WORD.findall(rest)
+    ):
+        return answer
+    return rest
+
+
+def shown_from(question: str, text: str) -> int | None:
+    """Where a reply begun as `text` is shown from while it is written: after an opening that
+    restates the question (as `after_restatement` cuts it) once the first word after it
+    begins, else 0; None while every finished word could still belong to such an opening
+    (its last word may be unfinished: it counts only when it begins a name that no word of the
+    question or function word begins, "Christ" of "Christopher" to "Qui dirige le FBI ?")."""
+    done = text
+    last = re.search(r"\w+$", text)
+    if last:  # unfinished: it counts when it begins a name no word of the question begins
+        word = fold(last.group(0))
+        asked = _stems(question) | stopwords()
+        if not (last.group(0)[0].isupper() or word.isdigit()) or any(
+            w.startswith(word[:5]) for w in asked
+        ):
+            done = text[: last.start()]
+    if _opening_end(question, done, finished=False) is None:
+        return None
+    return _opening_end(question, done) or 0
+
+
+def _opening_end(question: str, text: str, finished: bool = True) -> int | None:
+    """The offset of the first word after an opening of `text` that restates the question
+    (see `after_restatement`) and is followed by a name or a number; 0 when there is none;
+    with `finished` False, None while all of `text` could still be such an opening."""
     stems = _stems(question)
     common = stopwords()
     asked = other = 0
-    cut, last = None, ""
-    for m in _WORD.finditer(answer):
+    last = ""
+    for m in _WORD.finditer(text):
         word = fold(m.group(0))
         if word in common:
             pass
@@ -388,18 +423,14 @@ def after_restatement(question: str, answer: str) -> str:
         elif not other and m.group(0).islower():
             other = 1
         else:
-            cut = m.start()
-            break
+            opening = text[: m.start()]
+            if not asked or len(_WORD.findall(opening)) < 2:
+                return 0
+            if m.group(0)[0].isupper() or (word.isdigit() and last in common):
+                return m.start()  # "118" of "Route nationale 118" is no answer alone
+            return 0
         last = word
-    if cut is None or not asked or len(_WORD.findall(answer[:cut])) < 2:
-        return answer
-    rest = answer[cut:]
-    words = _WORD.findall(rest)
-    if not all(w[0].isupper() or w.isdigit() or fold(w) in common for w in words):
-        return answer
-    if not any(w[0].isupper() for w in words) and fold(last) not in common:
-        return answer  # "118" of "Route nationale 118" is no answer without its road
-    return rest
+    return 0 if finished else None
 
 
 def names(text: str, stopwords: frozenset[str]) -> set[str]:

@@ -206,6 +206,23 @@ def test_an_extracted_answer_cites_the_sentence_that_holds_it(
     assert quote.quote.split()[0] in user["content"]  # the sentence was shown to the model
 
 
+def test_an_extracted_answer_is_shown_from_after_an_opening_that_restates_the_question(
+    scripted_bot: Chatbot, scripted: ScriptedGenerator
+) -> None:
+    """ "Hammouchi metted with Avril Haines, ..." is held back while it could be a restated
+    opening, then shown, and kept, from the first name the question does not hold."""
+    scripted_bot.settings = scripted_bot.settings.replace(answer_form="extract")
+    names = "Avril Haines, William Burns, and Christopher Wray."
+    scripted.enqueue(f"Answer: Hammouchi metted with {names}")
+    pieces = list(scripted_bot.stream(QUESTION))
+    answer = pieces[-1]
+    assert isinstance(answer, Answer) and not answer.refused, answer.signals
+    streamed = "".join(p for p in pieces[:-1] if isinstance(p, str))
+    assert streamed == names and "metted" in answer.raw
+    (quote,) = answer.citations
+    assert answer.text == f"{names[:-1]} [{quote.n}]."
+
+
 def test_an_extracted_answer_no_sentence_holds_is_refused(
     scripted_bot: Chatbot, scripted: ScriptedGenerator
 ) -> None:

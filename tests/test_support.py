@@ -343,6 +343,20 @@ def test_an_opening_that_restates_the_question_is_cut_from_a_short_answer() -> N
     assert after_restatement("Who chaired the summit?", "Nasser Bourita") == "Nasser Bourita"
 
 
+def test_a_reply_is_shown_from_after_a_restated_opening_once_a_name_begins() -> None:
+    from rag.support import shown_from
+
+    question = "Who did Hammouchi meet?"
+    assert shown_from(question, "Hammouchi") is None  # the last word may be unfinished
+    assert shown_from(question, "Hammouchi metted with ") is None  # may still restate
+    assert shown_from(question, "Hammouchi metted with Av") is None  # "Av" may be "Avoir"
+    assert shown_from(question, "Hammouchi metted with Avril Ha") == len("Hammouchi metted with ")
+    assert shown_from(question, "Avril Ha") == 0  # a name the question does not hold
+    assert shown_from("Qui dirige le FBI ?", "Christ") == 0  # shown as soon as it begins
+    assert shown_from(question, "Ham") is None  # it may be "Hammouchi"
+    assert shown_from(question, "Hammouchi metted the director of") == 0  # a second other word
+
+
 def test_a_reply_says_more_once_a_finished_word_is_not_the_questions() -> None:
     from rag.support import says_more
 
