@@ -371,10 +371,10 @@ def after_restatement(question: str, answer: str) -> str:
     "Avril Haines, William Burns, and Christopher Wray" of "Hammouchi metted with Avril Haines,
     William Burns, and Christopher Wray" to "Who did Hammouchi meet?". The opening is the
     question's words (by their first five letters), function words and at most one other
-    word in lower case (the question's verb, as the model conjugates it); it is cut only when
-    it holds a word of the question and what follows is names or numbers (every word but
-    function words capitalised or a number; numbers alone only after a function word, "in
-    1965"). Else the answer as it is."""
+    word in lower case after the first of the question's (its verb, as the model conjugates
+    it), then at most one function word ("with"); it is cut when what follows is names or
+    numbers (every word but function words capitalised or a number; a number alone only after
+    a function word, "in 1965"). Else the answer as it is."""
     cut = _opening_end(question, answer)
     if not cut:
         return answer
@@ -412,24 +412,24 @@ def _opening_end(question: str, text: str, finished: bool = True) -> int | None:
     with `finished` False, None while all of `text` could still be such an opening."""
     stems = _stems(question)
     common = stopwords()
-    asked = other = 0
-    last = ""
+    asked = other = between = 0  # between: function words since the last other word
     for m in _WORD.finditer(text):
         word = fold(m.group(0))
         if word in common:
-            pass
-        elif word[:5] in stems and not word.isdigit():
+            between += 1
+            continue
+        if word[:5] in stems and not word.isdigit():
             asked += 1
-        elif not other and m.group(0).islower():
-            other = 1
+        elif not other and asked and m.group(0).islower():
+            other = 1  # the verb, after the subject the question names
         else:
             opening = text[: m.start()]
-            if not asked or len(_WORD.findall(opening)) < 2:
-                return 0
-            if m.group(0)[0].isupper() or (word.isdigit() and last in common):
+            if not asked or len(_WORD.findall(opening)) < 2 or between > 1:
+                return 0  # "said that the FBI ..." goes on with a clause, not a name
+            if m.group(0)[0].isupper() or (word.isdigit() and between):
                 return m.start()  # "118" of "Route nationale 118" is no answer alone
             return 0
-        last = word
+        between = 0
     return 0 if finished else None
 
 

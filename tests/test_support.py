@@ -354,6 +354,10 @@ def test_a_reply_is_shown_from_after_a_restated_opening_once_a_name_begins() -> 
     assert shown_from(question, "Avril Ha") == 0  # a name the question does not hold
     assert shown_from("Qui dirige le FBI ?", "Christ") == 0  # shown as soon as it begins
     assert shown_from(question, "Ham") is None  # it may be "Hammouchi"
+    # a clause after the verb, not a name: shown whole
+    said = "Christopher Wray said that the FBI wo"
+    assert shown_from("What did Christopher Wray say?", said) == 0
+    assert shown_from("Quelles menaces ?", "Les groupes terr") == 0  # no word of the question
     assert shown_from(question, "Hammouchi metted the director of") == 0  # a second other word
 
 
