@@ -64,7 +64,10 @@ class LlamaCppGenerator:
         self.kv_dir = Path(kv_dir) if kv_dir and kv_disk_mb > 0 else None
         self.kv_disk_mb = kv_disk_mb
         self._load_lock = threading.Lock()
-        self._run_lock = threading.RLock()  # re-entered by choose()
+        # held while a reply is generated, across its yields: a plain Lock, which the thread
+        # that finishes the reply may release (Gradio runs each step of a streamed answer in
+        # a worker thread of its own; an RLock then stayed held and every later answer hung)
+        self._run_lock = threading.Lock()
 
     @property
     def llm(self) -> Any:
@@ -198,7 +201,7 @@ class LlamaCppGenerator:
         import numpy as np
 
         with self._run_lock:
-            for _ in self.stream(messages, max_tokens=1):
+            for _ in self._stream(messages, max_tokens=1):
                 pass
             scores = {o: self._first_logprob((o, o.capitalize())) for o in options}
         known = {o: v for o, v in scores.items() if v is not None}
@@ -247,43 +250,56 @@ class LlamaCppGenerator:
         stop: Sequence[str] = (),
         temperature: float = 0.0,
     ) -> Iterator[str]:
-        llm = self.llm
         with self._run_lock:
-            if self.blocks.holds_live:  # evaluated in blocks: not this prompt's prefix split
-                llm.n_tokens = 0
-                self.blocks.forget_live()
-            prefix, prompt_size = self._prefix_tokens(llm, messages)
-            cached = self._pin_prefix(llm, prefix)
-            completion, first, first_at = 0, None, -1
-            try:
-                for part in llm.create_chat_completion(
-                    messages=list(messages),
-                    max_tokens=max_tokens,
-                    stop=list(stop) or None,
-                    temperature=temperature,
-                    seed=self.seed,
-                    stream=True,
-                ):
-                    if first is None:
-                        # the first chunk comes once the first token is sampled and before it
-                        # is evaluated: the context's logits are still the prompt's last row
-                        first, first_at = self._logprobs(llm), llm.n_tokens
-                    text = part["choices"][0]["delta"].get("content")
-                    if text:
-                        completion += 1
-                        yield text
-            except ValueError as e:  # prompt longer than the context window
-                raise GenerationError(
-                    f"The model could not answer ({e}). Lower top_k or chunk_size, or raise "
-                    "context_window."
-                ) from e
-            prompt_tokens = prompt_size if prompt_size is not None else first_at
-            self._first_logprobs = first if first_at == prompt_tokens else None
-            self.last_usage = {
-                "prompt_tokens": prompt_tokens if prompt_tokens >= 0 else llm.n_tokens,
-                "completion_tokens": completion,
-                "cached_prompt_tokens": cached,
-            }
+            yield from self._stream(
+                messages, max_tokens=max_tokens, stop=stop, temperature=temperature
+            )
+
+    def _stream(
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+    ) -> Iterator[str]:
+        """`stream`, the run lock held by the caller."""
+        llm = self.llm
+        if self.blocks.holds_live:  # evaluated in blocks: not this prompt's prefix split
+            llm.n_tokens = 0
+            self.blocks.forget_live()
+        prefix, prompt_size = self._prefix_tokens(llm, messages)
+        cached = self._pin_prefix(llm, prefix)
+        completion, first, first_at = 0, None, -1
+        try:
+            for part in llm.create_chat_completion(
+                messages=list(messages),
+                max_tokens=max_tokens,
+                stop=list(stop) or None,
+                temperature=temperature,
+                seed=self.seed,
+                stream=True,
+            ):
+                if first is None:
+                    # the first chunk comes once the first token is sampled and before it
+                    # is evaluated: the context's logits are still the prompt's last row
+                    first, first_at = self._logprobs(llm), llm.n_tokens
+                text = part["choices"][0]["delta"].get("content")
+                if text:
+                    completion += 1
+                    yield text
+        except ValueError as e:  # prompt longer than the context window
+            raise GenerationError(
+                f"The model could not answer ({e}). Lower top_k or chunk_size, or raise "
+                "context_window."
+            ) from e
+        prompt_tokens = prompt_size if prompt_size is not None else first_at
+        self._first_logprobs = first if first_at == prompt_tokens else None
+        self.last_usage = {
+            "prompt_tokens": prompt_tokens if prompt_tokens >= 0 else llm.n_tokens,
+            "completion_tokens": completion,
+            "cached_prompt_tokens": cached,
+        }
 
     def _template_parts(self, llm: Any, system: str) -> tuple[list[int], list[int]] | None:
         """The chat template's tokens before and after the user message's content (the head
@@ -371,7 +387,7 @@ class LlamaCppGenerator:
                     {"role": "system", "content": system},
                     {"role": "user", "content": user},
                 ]
-                yield from self.stream(
+                yield from self._stream(
                     messages, max_tokens=max_tokens, stop=stop, temperature=temperature
                 )
                 return

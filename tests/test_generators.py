@@ -75,3 +75,26 @@ def test_choose_gives_option_probabilities_and_leaves_answers_unchanged(smol) ->
     assert smol.first_token_probability(reply) >= max(p.values()) - 1e-9  # greedy: the likeliest
     after, _ = ask(smol, "When does the museum open?")
     assert after == before
+
+
+def test_a_reply_streamed_step_by_step_from_several_threads_releases_the_model(smol) -> None:  # type: ignore[no-untyped-def]
+    """Gradio runs each step of a streamed answer in a worker thread, not always the same one:
+    a reply begun in one thread and finished (or closed, by Stop) in others leaves the model
+    free for the next answer, as a reply read in one thread does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    alone, _ = ask(smol, "When does the museum open?")
+    messages = [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": f"{PASSAGE}\nQuestion: When does the museum open?"},
+    ]
+    pieces = []
+    with ThreadPoolExecutor(1) as a, ThreadPoolExecutor(1) as b:
+        reply = smol.stream(messages, max_tokens=24)
+        pieces.append(a.submit(next, reply).result())
+        pieces += b.submit(list, reply).result()  # the rest, and the end, in another thread
+        assert "".join(pieces) == alone
+        stopped = smol.stream(messages, max_tokens=24)
+        a.submit(next, stopped).result()
+        b.submit(stopped.close).result()  # Stop, from another thread
+        assert b.submit(ask, smol, "When does the museum open?").result(timeout=120)[0] == alone
