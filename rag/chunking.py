@@ -49,6 +49,8 @@ _ABBREVIATIONS = {
     "gen",
 }
 _WORD_BEFORE = re.compile(r"(\S+)\.$")
+# one line break after a character that ends no sentence, before a lower-case letter
+_WRAPPED = re.compile(r"[^.!?…:;\s]\n(?=[^\W\d_A-ZÀ-ÖØ-Þ])")
 
 
 def content_hash(text: str) -> str:
@@ -60,6 +62,8 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     start = 0
     for m in _BOUNDARY.finditer(text):
+        if m.group(0) == "\n" and _WRAPPED.match(text, max(0, m.start() - 1)):
+            continue  # a line wrapped mid-sentence (a PDF's text layer): not a boundary
         if m.group(0).strip() == "" and "\n" not in m.group(0):
             before = _WORD_BEFORE.search(text, max(0, m.start() - 12), m.start())
             word = before.group(1).lower().lstrip("(") if before else ""

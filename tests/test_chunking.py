@@ -82,3 +82,22 @@ def test_a_text_a_little_over_size_is_cut_near_its_middle() -> None:
     assert max(lengths) - min(lengths) <= 80, lengths  # not 1,000 and a scrap
     assert chunks[1].start < chunks[0].end  # the overlap is kept
     assert chunks[0].start == 0 and chunks[-1].end == len(text)
+
+
+def test_a_line_wrapped_mid_sentence_is_one_sentence() -> None:
+    """A PDF's text layer breaks every printed line: a break after a character that ends no
+    sentence and before a lower-case letter is no boundary; others still are."""
+    text = (
+        "il a rencontré Avril Haines, directrice du\n"
+        "renseignement national américain, et William Burns.\n"
+        "Le lendemain, il est parti.\n"
+        "Sommaire\n"
+        "- Introduction"
+    )
+    assert [text[a:b] for a, b in split_sentences(text)] == [
+        "il a rencontré Avril Haines, directrice du\n"
+        "renseignement national américain, et William Burns.",
+        "Le lendemain, il est parti.",
+        "Sommaire",
+        "- Introduction",
+    ]
