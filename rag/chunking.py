@@ -49,8 +49,7 @@ _ABBREVIATIONS = {
     "gen",
 }
 _WORD_BEFORE = re.compile(r"(\S+)\.$")
-# one line break after a character that ends no sentence, before a lower-case letter
-_WRAPPED = re.compile(r"[^.!?…:;\s]\n(?=[^\W\d_A-ZÀ-ÖØ-Þ])")
+WRAPPED_LINE = 60  # characters: a line at least this long that ends mid-sentence was wrapped
 
 
 def content_hash(text: str) -> str:
@@ -62,7 +61,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     start = 0
     for m in _BOUNDARY.finditer(text):
-        if m.group(0) == "\n" and _WRAPPED.match(text, max(0, m.start() - 1)):
+        if m.group(0) == "\n" and _wrapped(text, m.start()):
             continue  # a line wrapped mid-sentence (a PDF's text layer): not a boundary
         if m.group(0).strip() == "" and "\n" not in m.group(0):
             before = _WORD_BEFORE.search(text, max(0, m.start() - 12), m.start())
@@ -73,6 +72,19 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
         start = m.end()
     _add_span(text, start, len(text), spans)
     return spans
+
+
+def _wrapped(text: str, at: int) -> bool:
+    """Whether the line break at `at` wraps a sentence: the line ends on a character that ends
+    no sentence, and the next one goes on in lower case, or in capitals after a line as long
+    as a printed one (a heading is shorter). Only a letter goes on: a digit may begin a
+    numbered line."""
+    if at == 0 or text[at - 1] in ".!?…:;" or text[at - 1].isspace() or at + 1 >= len(text):
+        return False
+    after = text[at + 1]
+    if not after.isalpha():
+        return False
+    return after.islower() or at - (text.rfind("\n", 0, at) + 1) >= WRAPPED_LINE
 
 
 def _add_span(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:

@@ -86,18 +86,19 @@ def test_a_text_a_little_over_size_is_cut_near_its_middle() -> None:
 
 def test_a_line_wrapped_mid_sentence_is_one_sentence() -> None:
     """A PDF's text layer breaks every printed line: a break after a character that ends no
-    sentence and before a lower-case letter is no boundary; others still are."""
-    text = (
-        "il a rencontré Avril Haines, directrice du\n"
-        "renseignement national américain, et William Burns.\n"
-        "Le lendemain, il est parti.\n"
-        "Sommaire\n"
-        "- Introduction"
+    sentence is no boundary when the next line goes on in lower case, or in capitals after a
+    line as long as a printed one; a short line (a heading) and a digit still begin anew."""
+    wrapped = (
+        "il a rencontré Avril Haines, directrice du renseignement national américain, et\n"
+        "William Burns, directeur de la CIA (Central Intelligence Agency), puis le\n"
+        "directeur du FBI."
     )
+    text = f"{wrapped}\nLe lendemain, il est parti.\nSommaire\nIntroduction\nLa part de O\n2 monte."
     assert [text[a:b] for a, b in split_sentences(text)] == [
-        "il a rencontré Avril Haines, directrice du\n"
-        "renseignement national américain, et William Burns.",
+        wrapped,
         "Le lendemain, il est parti.",
         "Sommaire",
-        "- Introduction",
+        "Introduction",
+        "La part de O",
+        "2 monte.",
     ]
