@@ -401,9 +401,7 @@ def shown_from(question: str, text: str) -> int | None:
             w.startswith(word[:5]) for w in asked
         ):
             done = text[: last.start()]
-    if _opening_end(question, done, finished=False) is None:
-        return None
-    return _opening_end(question, done) or 0
+    return _opening_end(question, done, finished=False)
 
 
 def _opening_end(question: str, text: str, finished: bool = True) -> int | None:
