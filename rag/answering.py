@@ -218,7 +218,8 @@ class Answerer:
     ) -> Iterator[str | Answer]:
         reply = _Reply()
         shown = 0
-        parts = {"ids": "", "quote": "", "answer": "", "plain": ""}  # plain: a whole reply
+        # plain: a whole reply; translation: of an answer in its passage's words (source_words)
+        parts = {"ids": "", "quote": "", "answer": "", "translation": "", "plain": ""}
         for kind, piece in self._generate_quoted(query, evidence, language):
             if reply.first_generated is None:
                 reply.first_generated = time.perf_counter() - t0
@@ -226,9 +227,11 @@ class Answerer:
                 reply.raw += "\n(asked again)\n"
                 parts = dict.fromkeys(parts, "")
                 continue
+            if kind == "translation" and not parts[kind]:
+                reply.raw += prompts.translation_lead(language)
             reply.raw += piece
             parts[kind] += piece
-            visible = _plain_so_far(reply.raw) if kind == "plain" else parts["answer"]
+            visible = _plain_so_far(reply.raw) if kind == "plain" else _with_translation(parts)
             if visible is not None and len(visible.lstrip()) > shown:
                 timings.setdefault("first_token", time.perf_counter() - t0)  # words shown
                 yield visible.lstrip()[shown:]
@@ -244,8 +247,9 @@ class Answerer:
             )
         else:
             read = reply.raw if parts["plain"] else f"{parts['ids']}\nAnswer:{parts['answer']}"
+            translation = parts["translation"]
             checked = self._checked(
-                lambda: self._read_quoted(query, read, evidence, usage, language),
+                lambda: self._read_quoted(query, read, evidence, usage, language, translation),
                 timings,
                 language,
             )
@@ -261,7 +265,6 @@ class Answerer:
         system = prompts.quote_system()
         blocks = [b.text() for b in evidence.blocks]
         hint = self._closest(query, evidence) if self.settings.evidence_hint else ()
-        tail = prompts.quote_tail(query, language, hint)
         generator = self.generator
         choice = self.settings.quote_choice
         if choice == "auto":  # whole passages: the model's choice measured better
@@ -270,6 +273,12 @@ class Answerer:
         keep = self.settings.quote_sentences or (1 if chosen else 2)
         ranked = self._closest(query, evidence, k=len(evidence.ids)) if chosen else []
         allowed = ranked[:keep] if chosen else list(evidence.ids)
+        # an answer from a passage in another language: in the passage's words, translated
+        # after (Settings.source_words; a generator without blocks cannot go on with it)
+        source = None
+        if isinstance(generator, BlockGenerator):
+            source = self._source_language(evidence, allowed if chosen else (), language)
+        tail = prompts.quote_tail(query, source or language, hint)
         if not isinstance(generator, BlockGenerator):
             yield from self._generate_in_one_call(system, blocks, tail, evidence, allowed, chosen)
             return
@@ -311,6 +320,7 @@ class Answerer:
             else:  # the model answers right after its ids, from what it read
                 quote = ""
             answer = ""  # held back while it could still only restate the question
+            written = ""  # all the model wrote of its answer
             streaming = False
             begun = prompts.QUOTE_PREFILL + ids.rstrip("\n") + "\n" + quote + prompts.QUOTE_ANSWER
             span = None  # Settings.answer_span: the answer copied from the quoted sentences
@@ -328,6 +338,7 @@ class Answerer:
                 prefill=begun,
                 resume=True,
             ):
+                written += piece
                 if streaming:
                     yield "answer", piece
                     continue
@@ -346,6 +357,20 @@ class Answerer:
             if not allowed:
                 if not streaming:
                     yield "answer", answer
+                if source and prompts.worth_translating(written):
+                    lead = begun + written + prompts.translation_lead(language)
+                    for piece in generator.stream_blocks(
+                        system,
+                        blocks,
+                        tail,
+                        max_tokens=prompts.TRANSLATION_TOKENS,
+                        stop=[")", "\n"],
+                        temperature=self.settings.temperature,
+                        prefill=lead,
+                        resume=True,
+                    ):
+                        yield "translation", piece
+                    self._add_completion()
                 return
             self.usage["retried"] = 1
             yield "retry", ""
@@ -389,6 +414,26 @@ class Answerer:
         if getattr(generator, "last_usage", {}).get("grammar") == 0:
             self.chose_quote = False  # the server refused the grammar: the model named them
 
+    def _source_language(
+        self, evidence: ev.Evidence, quoted: Sequence[str], language: str
+    ) -> str | None:
+        """The language the answer is asked in when it should keep its passage's own words
+        (Settings.source_words): that of the quoted sentences (`quoted`, chosen by the
+        engine) or else of every evidence passage, when it is not the answer's `language`;
+        None otherwise."""
+        if self.settings.source_words == "off" or not evidence.blocks:
+            return None
+        blocks = (
+            [b for b in evidence.blocks if any(ln.id in quoted for ln in b.lines)]
+            if quoted
+            else list(evidence.blocks)
+        )
+        found = {str(b.hit.chunk.metadata.get("lang") or "") for b in blocks}
+        if len(found) != 1:
+            return None
+        source = found.pop()
+        return source if source and source != language else None
+
     def _narrowed(
         self, query: str, evidence: ev.Evidence, named: Sequence[str], keep: int
     ) -> list[str]:
@@ -422,10 +467,17 @@ class Answerer:
         )
 
     def _read_quoted(
-        self, query: str, raw: str, evidence: ev.Evidence, usage: dict[str, Any], language: str
+        self,
+        query: str,
+        raw: str,
+        evidence: ev.Evidence,
+        usage: dict[str, Any],
+        language: str,
+        translation: str = "",
     ) -> _Read:
         """The reply read and checked: the answer text with its markers, one citation per run
-        of quoted sentences, its sentences, and the signals that fired."""
+        of quoted sentences, its sentences, and the signals that fired. An answer in its
+        passage's words is checked as written, then shown with its `translation` after it."""
         signals = self._doubted(usage, self.model.doubt)
         quoted = prompts.parse_quoted(raw)
         if quoted.answer is None:
@@ -448,6 +500,7 @@ class Answerer:
             signals.append("restates")
         if usage.get("retried"):
             signals.append("retried")
+        answer = prompts.with_translation(answer, translation)
         return self._cited(query, answer, lines, similarity, evidence, usage, signals)
 
     def _check_quotes(
@@ -867,6 +920,14 @@ def _closing(
         raw=reply.raw,
         signals=tuple(signals),
     )
+
+
+def _with_translation(parts: dict[str, str]) -> str:
+    """What can be shown of a quoted answer being written: the answer, and once it is
+    being written its translation (Settings.source_words), in brackets."""
+    if not parts["translation"].strip():
+        return parts["answer"]
+    return f"{parts['answer'].rstrip()} ({parts['translation'].strip()}"
 
 
 def _plain_so_far(raw: str) -> str | None:

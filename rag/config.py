@@ -94,6 +94,11 @@ class Settings:
     # model chose its quotes, off when the engine did (each measured better there:
     # docs/results.md, Answers)
     quote_echo: str = "auto"
+    # a quoted answer to a question asked in another language than its passage's: "on" (the
+    # model answers in the passage's own words, then translates them, shown in brackets:
+    # "productos de primera necesidad (essentials)"), "off" (in the question's language
+    # only); a small model copies words better than it translates them (docs/results.md)
+    source_words: str = "on"
     # a quoted answer must be a run of words copied from its quoted sentences (a grammar holds
     # the model to them); off: it measured fewer gold answers (docs/results.md, Answers)
     answer_span: bool = False
@@ -162,6 +167,8 @@ class Settings:
             )
         if self.quote_echo not in ("auto", "on", "off"):
             raise ConfigError(f"quote_echo must be auto, on or off, got {self.quote_echo!r}.")
+        if self.source_words not in ("on", "off"):
+            raise ConfigError(f"source_words must be on or off, got {self.source_words!r}.")
         if self.quote_sentences < 0:
             raise ConfigError("quote_sentences must be 0 (as measured best) or more.")
         if (

@@ -332,6 +332,35 @@ def quote_fixed_grammar(ids: Sequence[str]) -> str:
 
 
 QUOTE_ANSWER = "Answer:"  # what the reply's second line begins with
+TRANSLATION_TOKENS = 32  # the translation of an answer written in its passage's words
+
+
+def translation_lead(language: str) -> str:
+    """What follows an answer written in its passage's language, on its line, for the model
+    to go on with its translation into the question's `language` (Settings.source_words):
+    " (in English:" measured shorter translations than a line of their own, which restated
+    the question."""
+    return f" (in {language_name(language)}:"
+
+
+_LOWER_WORD = re.compile(r"(?<![\w'’-])[^\W\d_A-ZÀ-ÖØ-Þ]\w")
+
+
+def worth_translating(answer: str) -> bool:
+    """Whether an answer written in its passage's words has words to translate: not only
+    names and numbers ("Josh Norman", "308", "Los Pittsburgh Steelers")."""
+    return bool(_LOWER_WORD.search(answer))
+
+
+def with_translation(answer: str, translation: str) -> str:
+    """An answer in its passage's words with its translation in brackets after it, unless
+    the translation says the same."""
+    said = translation.strip().strip('()"“”«» ').rstrip(".").strip()
+    if not said or said.casefold() == answer.strip().rstrip(".").casefold():
+        return answer
+    end = "." if answer.rstrip().endswith(".") else ""
+    return f"{answer.rstrip().rstrip('.')} ({said}){end}"
+
 
 EXTRACT_SYSTEM = """You answer questions from the numbered sentences you are given.
 Reply with the answer only, in a few words, in the language asked for: no whole sentence, \

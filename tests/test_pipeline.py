@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from models.embedders import SentenceTransformerEmbedder
-from rag import SAMPLE_CORPUS, Answer, Chatbot, EmptyIndex, Settings
+from models.generators import LlamaCppGenerator
+from rag import SAMPLE_CORPUS, Answer, Chatbot, EmptyIndex, Settings, prompts
 from rag.chunking import chunk_document
 from rag.loaders import load_file
 from rag.types import Document
@@ -586,3 +587,41 @@ def test_a_store_written_with_the_clone_path_as_the_sample_id_is_migrated(
     assert listed["doc_id"] == doc.source and listed["name"] == SAMPLE_CORPUS.name
     bot.ingest([SAMPLE_CORPUS])
     assert [d["doc_id"] for d in bot.documents()] == [SAMPLE_ID]
+
+
+def test_an_answer_from_a_passage_in_another_language_keeps_its_words_then_translates(
+    sample_bot: Chatbot, smol: LlamaCppGenerator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settings.source_words, with the real small model, an English question over the French
+    article in the quoted form: "on" asks for the answer in French (the passage's words, which
+    a small model copies better than it translates) and, when it has words to translate, goes
+    on with " (in English:" on the answer's line, shown in brackets after it; "off" asks in
+    English and translates nothing. The calls to the model are recorded, not changed."""
+    calls: list[tuple[str, str, str]] = []  # tail, prefill, what the model wrote
+    real = smol.stream_blocks
+
+    def recorded(system, blocks, tail, **kwargs):  # type: ignore[no-untyped-def]
+        pieces = list(real(system, blocks, tail, **kwargs))
+        calls.append((tail, kwargs.get("prefill", ""), "".join(pieces)))
+        yield from pieces
+
+    monkeypatch.setattr(smol, "stream_blocks", recorded)
+    question = "Where did Hammouchi go?"
+    sample_bot.settings = sample_bot.settings.replace(answer_form="quote", source_words="off")
+    plain = sample_bot.ask(question)
+    assert calls and all(t.endswith("(Answer in English.)") for t, _, _ in calls)
+    assert not any(p.endswith(prompts.translation_lead("en")) for _, p, _ in calls)
+    assert " (in English:" not in plain.raw
+    calls.clear()
+    sample_bot.settings = sample_bot.settings.replace(source_words="on")
+    answer = sample_bot.ask(question)
+    assert calls and all(t.endswith("(Réponds en français.)") for t, _, _ in calls)
+    assert len(calls) == 3, calls  # the ids, the answer, its translation
+    written = calls[1][2]
+    assert prompts.worth_translating(written)
+    prefill, translation = calls[2][1], calls[2][2]
+    assert prefill.endswith(written + prompts.translation_lead("en"))
+    assert f"{written}{prompts.translation_lead('en')}{translation}" in answer.raw
+    if not answer.refused:
+        said = prompts.with_translation(written.strip(), translation)
+        assert answer.text.startswith(said.rstrip(".")), (answer.text, said)

@@ -101,8 +101,26 @@ def test_a_quoted_answer_that_says_the_passages_do_not_tell_is_a_refusal() -> No
     assert declines("Le texte ne mentionne pas son âge.")
     assert declines("The average fee is not explicitly stated in the given text [1].")
     assert declines("Son âge n'est pas clairement indiqué.")
+    assert declines("El texto no menciona la fecha de la visita.")
+    assert declines("Das Budget wird nicht erwähnt.")
     assert not declines("Avril Haines, William Burns and Christopher Wray")
     assert not declines("The museum is not open on Mondays.")
+    assert not declines("No obstante, la reunión tuvo lugar en Washington.")
+
+
+def test_an_answer_in_its_passages_words_is_shown_with_its_translation() -> None:
+    """Settings.source_words: what is worth translating (not bare names and numbers), and
+    how the translation the model wrote after " (in English:" is shown."""
+    assert prompts.translation_lead("en") == " (in English:"
+    assert prompts.worth_translating("productos de primera necesidad")
+    assert prompts.worth_translating("la Corte Suprema de los Estados Unidos")
+    for bare in ("Josh Norman", "308", "Los Pittsburgh Steelers"):
+        assert not prompts.worth_translating(bare), bare
+    shown = prompts.with_translation("productos de primera necesidad", ' "essentials")')
+    assert shown == "productos de primera necesidad (essentials)"
+    assert prompts.with_translation("Desde 1990.", " Since 1990") == "Desde 1990 (Since 1990)."
+    assert prompts.with_translation("Kabylie", " Kabylie.") == "Kabylie"  # says the same
+    assert prompts.with_translation("Kabylie", "") == "Kabylie"
 
 
 def test_a_span_grammar_holds_runs_of_consecutive_units_with_quotes_escaped() -> None:
