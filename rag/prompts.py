@@ -343,13 +343,14 @@ def translation_lead(language: str) -> str:
     return f" (in {language_name(language)}:"
 
 
-_LOWER_WORD = re.compile(r"(?<![\w'’-])[^\W\d_A-ZÀ-ÖØ-Þ]\w")
+_LOWER_WORD = re.compile(r"(?<![\w'’-])[^\W\d_A-ZÀ-ÖØ-Þ]\w*")
 
 
 def worth_translating(answer: str) -> bool:
     """Whether an answer written in its passage's words has words to translate: not only
-    names and numbers ("Josh Norman", "308", "Los Pittsburgh Steelers")."""
-    return bool(_LOWER_WORD.search(answer))
+    names and numbers ("Josh Norman", "308", "Los Pittsburgh Steelers"), nor a list of
+    names, whose "and" `join_list` writes in the question's language."""
+    return any(m.group(0) not in _CONJUNCTIONS for m in _LOWER_WORD.finditer(answer))
 
 
 def with_translation(answer: str, translation: str) -> str:
@@ -511,19 +512,24 @@ def drop_ids(answer: str, ids: Sequence[str]) -> str:
 
 # the word that joins the last two items of a list, by answer language
 _AND = {"en": "and", "fr": "et", "es": "y", "de": "und", "it": "e", "pt": "e", "nl": "en"}
+_CONJUNCTIONS = frozenset(_AND.values())
 _LIST_ITEM = re.compile(r"^[^\W\d_][\w.'’-]*(?: [^\W\d_][\w.'’-]*){0,4}$")
 
 
 def join_list(answer: str, language: str) -> str:
-    """A bare list of three or more names, as the small model writes it ("Avril Haines, William
-    Burns, Christopher Wray"), joined as a sentence would be in the answer's language
-    ("…, William Burns and Christopher Wray"). Anything else is returned as it is."""
+    """A list of names as the small model writes it, bare ("Avril Haines, William Burns,
+    Christopher Wray") or joined in its passage's language ("…, William Burns et Christopher
+    Wray"), joined as a sentence would be in the answer's `language` ("…, William Burns and
+    Christopher Wray"). Anything else is returned as it is."""
     word = _AND.get(language)
     items = [item.strip() for item in answer.rstrip(". ").split(",")]
-    if not word or len(items) < 3 or not all(_LIST_ITEM.match(i) for i in items):
+    last = re.split(rf"\s+(?:{'|'.join(sorted(_CONJUNCTIONS))})\s+", items[-1])
+    joined = len(last) == 2  # "William Burns et Christopher Wray"
+    items = [*items[:-1], *last] if joined else items
+    if not word or len(items) < (2 if joined else 3):
         return answer
-    if any(w in {"and", "et", "y", "und", "e", "en", "or", "ou"} for w in answer.lower().split()):
+    if not all(_LIST_ITEM.match(i) and i[0].isupper() for i in items):
         return answer
-    if not all(i[0].isupper() for i in items):
+    if any(w in _CONJUNCTIONS | {"or", "ou"} for i in items for w in i.lower().split()):
         return answer
     return f"{', '.join(items[:-1])} {word} {items[-1]}"

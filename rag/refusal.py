@@ -98,7 +98,7 @@ _FREE_REFUSAL = re.compile(
     r"(is|are) not (\w+ly )?(mentioned|stated|specified|provided|given)|"
     r"ne (contient|mentionne|précise|dit) pas|pas (d'|de )information|je ne sais pas|"
     r"n'est pas (\w+ment )?(mentionné|indiqué|précisé)|"
-    r"no (se )?(menciona|especifica|proporciona|indica)|no hay información|"
+    r"no (se )?(menciona|especifica|proporciona|indica)|no hay (datos|información)|"
     r"(nicht|keine) (erwähnt|angegeben|genannt|Information|Angabe)",
     re.IGNORECASE,
 )

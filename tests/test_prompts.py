@@ -90,6 +90,12 @@ def test_a_bare_list_of_names_is_joined_in_the_answers_language() -> None:
     assert join_list(names, "fr") == "Avril Haines, William Burns et Christopher Wray"
     assert join_list(names, "xx") == names  # no word known for that language
     assert join_list("Avril Haines and William Burns", "en") == "Avril Haines and William Burns"
+    # joined in the passage's language (an answer in its words, Settings.source_words)
+    french = "Avril Haines, William Burns et Christopher Wray"
+    assert join_list(french, "en") == "Avril Haines, William Burns and Christopher Wray"
+    assert join_list("Nicaragua y Venezuela", "en") == "Nicaragua and Venezuela"
+    assert join_list("Nicaragua y Venezuela", "es") == "Nicaragua y Venezuela"
+    assert join_list("13 et 14 juin", "en") == "13 et 14 juin"  # not names
     sentence = "The talks covered the Sahel, the Sahara, the Middle East"
     assert join_list(sentence, "en") == sentence  # not a list of names
 
@@ -102,6 +108,7 @@ def test_a_quoted_answer_that_says_the_passages_do_not_tell_is_a_refusal() -> No
     assert declines("The average fee is not explicitly stated in the given text [1].")
     assert declines("Son âge n'est pas clairement indiqué.")
     assert declines("El texto no menciona la fecha de la visita.")
+    assert declines("No hay datos específicos sobre el salario promedio.")
     assert declines("Das Budget wird nicht erwähnt.")
     assert not declines("Avril Haines, William Burns and Christopher Wray")
     assert not declines("The museum is not open on Mondays.")
