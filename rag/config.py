@@ -123,11 +123,10 @@ class Settings:
     # embedder's cosine) is below this; -1 = the value calibrated for the embedder
     # (rag/support.py: multilingual-e5-small's; none for others), 0 = never
     min_relevance: float = -1.0
-    # refuse an answer when the model's probability of having replied NOT_FOUND instead was at
-    # least this (read from its first token); 0 = never (the default: calibrated on French
-    # questions, it refused correct answers to English questions over Spanish passages), -1 =
-    # the value calibrated for the packaged model (rag/refusal.py: MODELS; none for others)
-    max_doubt: float = 0.0
+    # refuse an answer when the model's probability of having replied none / NOT_FOUND instead
+    # was at least this (read from its first token); 0 = never, -1 (the default) = the value
+    # calibrated for the model and answer form (rag/refusal.py: MODELS; none for other models)
+    max_doubt: float = -1.0
     # check each answer sentence against the passages, fix its [n] markers, flag unsupported
     # sentences and refuse answers that no passage supports (rag/support.py)
     check_citations: bool = True

@@ -1,0 +1,69 @@
+"""What refusing quoted answers on the model's doubt would do, from recorded eval runs.
+
+    .venv/bin/python bench/calibrate_doubt.py RUN_DIR [RUN_DIR ...] [--calibrate RUN_DIR ...]
+
+A quoted answer's `not_found_probability` (in each run's results.jsonl) is the model's
+probability of having begun its reply with " none" (no sentence states the answer), read from
+its first token; refusing when it reaches a threshold (`ModelCalibration.doubt`, used when
+Settings.max_doubt is -1) changes nothing else of the answer, so its effect can be read from
+the recorded runs exactly, without the model. For each threshold: unanswerable questions
+refused, answerable ones refused (all, and those whose answer held the gold answer), over the
+runs given. The threshold chosen is the lowest hundredth above the doubt of every answer that
+held the gold answer in the `--calibrate` runs (the *_mini ones: tune on those only): it
+refuses none of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+THRESHOLDS = (0.05, 0.06, 0.07, 0.08, 0.09, 0.1, 0.12, 0.15)
+
+
+def rows(run: str) -> list[dict]:  # type: ignore[type-arg]
+    with Path(run, "results.jsonl").open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def chosen(runs: list[str]) -> float:
+    """The lowest hundredth above the doubt of every kept answer that holds the gold."""
+    doubts = [
+        r.get("not_found_probability") or 0.0
+        for run in runs
+        for r in rows(run)
+        if not r["unanswerable"] and not r["refused"] and r.get("contains")
+    ]
+    return math.floor(max(doubts, default=0.0) * 100) / 100 + 0.01
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--calibrate", nargs="*", default=[])
+    args = parser.parse_args()
+    for run in args.runs:
+        found = rows(run)
+        answerable = [r for r in found if not r["unanswerable"]]
+        unanswerable = [r for r in found if r["unanswerable"]]
+        print(f"{Path(run).name}: {len(answerable)} answerable, {len(unanswerable)} unanswerable")
+        for t in (0.0, *THRESHOLDS):
+
+            def refused(r: dict, t: float = t) -> bool:  # type: ignore[type-arg]
+                doubt = r.get("not_found_probability") or 0.0
+                return bool(r["refused"]) or (t > 0 and doubt >= t)
+
+            kept_gold = sum(bool(r.get("contains")) and not refused(r) for r in answerable)
+            print(
+                f"  {'off' if t == 0 else t:>5}: unanswerable refused "
+                f"{sum(map(refused, unanswerable))}/{len(unanswerable)}, answerable refused "
+                f"{sum(map(refused, answerable))}/{len(answerable)}, gold kept {kept_gold}"
+            )
+    if args.calibrate:
+        print(f"threshold (refusing no answer that holds the gold): {chosen(args.calibrate):.2f}")
+
+
+if __name__ == "__main__":
+    main()
