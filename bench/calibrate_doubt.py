@@ -6,11 +6,11 @@ A quoted answer's `not_found_probability` (in each run's results.jsonl) is the m
 probability of having begun its reply with " none" (no sentence states the answer), read from
 its first token; refusing when it reaches a threshold (`ModelCalibration.doubt`, used when
 Settings.max_doubt is -1) changes nothing else of the answer, so its effect can be read from
-the recorded runs exactly, without the model. For each threshold: unanswerable questions
-refused, answerable ones refused (all, and those whose answer held the gold answer), over the
-runs given. The threshold chosen is the lowest hundredth above the doubt of every answer that
-held the gold answer in the `--calibrate` runs (the *_mini ones: tune on those only): it
-refuses none of them.
+the recorded runs exactly, without the model, whether they were made with a threshold or not.
+For each threshold: unanswerable questions refused, answerable ones refused, and the answers
+kept that hold the gold answer, over the runs given. The threshold chosen is the lowest
+hundredth above the doubt of every answer that held the gold answer in the `--calibrate` runs
+(the *_mini ones: tune on those only): it refuses none of them.
 """
 
 from __future__ import annotations
@@ -18,14 +18,34 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rag.metrics import contains_gold  # noqa: E402
+from rag.refusal import REFUSING  # noqa: E402
 
 THRESHOLDS = (0.05, 0.06, 0.07, 0.08, 0.09, 0.1, 0.12, 0.15)
 
 
 def rows(run: str) -> list[dict]:  # type: ignore[type-arg]
+    """The run's questions, each with `other` (refused by a signal other than doubt) and
+    `gold` (its answer, refused on doubt or not, holds the gold: for one refused on doubt,
+    the answer line of the model's reply)."""
+    found = []
     with Path(run, "results.jsonl").open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
+        for line in f:
+            r = json.loads(line)
+            r["other"] = any(s in REFUSING and s != "doubt" for s in r["signals"])
+            golds = r["answers"] + r.get("answers_question_lang", [])
+            if "doubt" in r["signals"] and not r["other"]:
+                said = r["raw"].rstrip("\n").split("\n")[-1]
+                r["gold"] = bool(golds) and bool(contains_gold(said, golds))
+            else:
+                r["gold"] = bool(r.get("contains"))
+            found.append(r)
+    return found
 
 
 def chosen(runs: list[str]) -> float:
@@ -34,7 +54,7 @@ def chosen(runs: list[str]) -> float:
         r.get("not_found_probability") or 0.0
         for run in runs
         for r in rows(run)
-        if not r["unanswerable"] and not r["refused"] and r.get("contains")
+        if not r["unanswerable"] and not r["other"] and r["gold"]
     ]
     return math.floor(max(doubts, default=0.0) * 100) / 100 + 0.01
 
@@ -53,9 +73,9 @@ def main() -> None:
 
             def refused(r: dict, t: float = t) -> bool:  # type: ignore[type-arg]
                 doubt = r.get("not_found_probability") or 0.0
-                return bool(r["refused"]) or (t > 0 and doubt >= t)
+                return bool(r["other"]) or (t > 0 and doubt >= t)
 
-            kept_gold = sum(bool(r.get("contains")) and not refused(r) for r in answerable)
+            kept_gold = sum(r["gold"] and not refused(r) for r in answerable)
             print(
                 f"  {'off' if t == 0 else t:>5}: unanswerable refused "
                 f"{sum(map(refused, unanswerable))}/{len(unanswerable)}, answerable refused "

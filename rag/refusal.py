@@ -67,7 +67,7 @@ MODELS = {
     # doubt 0.07: the lowest hundredth above the doubt of every answer holding the gold on the
     # tuning runs of the quote form over selected sentences (piaf_fr_mini, xquad_en_q_es_mini,
     # English over French; bench/calibrate_doubt.py): it refuses none of them, and on the
-    # unanswerable design sets refuses 2 + 2 more of 24 (docs/results.md, Answers).
+    # unanswerable design sets refuses 2 + 1 more of 24 (docs/results.md, Answers).
     # free_doubt: 0.1 was calibrated (bench/replay_verify.py doubt, at most 5 % of answerable
     # questions more refused) but refused 9 of 50 answerable English-over-Spanish ones: unused
     "qwen2.5-coder-1.5b-instruct": ModelCalibration(doubt=0.07),
