@@ -500,6 +500,11 @@ class Answerer:
             signals.append("restates")
         if usage.get("retried"):
             signals.append("retried")
+        # the translation is the model's too: what the passages do not hold goes from it as well
+        if translation:
+            translation = _cleaned(translation, evidence, language, usage, signals)
+        if prompts.leaks_instructions(translation):
+            translation = ""
         answer = prompts.with_translation(answer, translation)
         return self._cited(query, answer, lines, similarity, evidence, usage, signals)
 
@@ -887,8 +892,9 @@ def _cleaned(
     passages = [b.hit.chunk.text for b in evidence.blocks]
     stripped = strip_markup(prompts.drop_ids(answer, evidence.ids), passages)
     if stripped.removed:
-        signals.append("markup_removed")
-        usage["markup_removed"] = len(stripped.removed)
+        if "markup_removed" not in signals:
+            signals.append("markup_removed")
+        usage["markup_removed"] = usage.get("markup_removed", 0) + len(stripped.removed)
     return prompts.join_list(stripped.text.strip(), language)
 
 

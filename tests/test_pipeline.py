@@ -470,13 +470,15 @@ def test_an_answer_the_model_nearly_refused_is_refused(sample_bot: Chatbot) -> N
     # the 135M test model names evidence for this question only when shown the closest ids,
     # and answers it from the 300 tokens of evidence of the earlier default (from 200 the
     # engine's quote does not hold its answer, refused for that, not for doubt), after
-    # reading its quote again (without, it restates the question)
+    # reading its quote again (without, it restates the question), asked in English (in the
+    # French article's words it restates the question too)
     settings = sample_bot.settings.replace(
         check_citations=False,
         min_relevance=0.0,
         evidence_hint=True,
         evidence_tokens=300,
         quote_echo="on",
+        source_words="off",
     )
     lenient = Chatbot(
         settings.replace(max_doubt=0.0),
@@ -625,3 +627,28 @@ def test_an_answer_from_a_passage_in_another_language_keeps_its_words_then_trans
     if not answer.refused:
         said = prompts.with_translation(written.strip(), translation)
         assert answer.text.startswith(said.rstrip(".")), (answer.text, said)
+
+
+def test_a_translation_loses_what_the_passages_do_not_hold(
+    sample_bot: Chatbot, smol: LlamaCppGenerator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The translation of an answer in its passage's words is the model's writing too: an
+    image and a link it writes there (as a planted document could ask) are removed, as from
+    the answer. The real small model answers; only its translation is scripted, since it
+    cannot be made to write markup on cue."""
+    real = smol.stream_blocks
+    planted = " look ![x](http://127.0.0.1:9/t.png) at http://127.0.0.1:9/a"
+
+    def translating(system, blocks, tail, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("prefill", "").endswith(prompts.translation_lead("en")):
+            yield planted
+            return
+        yield from real(system, blocks, tail, **kwargs)
+
+    monkeypatch.setattr(smol, "stream_blocks", translating)
+    sample_bot.settings = sample_bot.settings.replace(answer_form="quote")
+    answer = sample_bot.ask("Where did Hammouchi go?")
+    assert planted in answer.raw and not answer.refused, answer.raw
+    assert "(look" in answer.text and "markup_removed" in answer.signals, answer.text
+    for trace in ("http", "127.0.0.1", "!["):
+        assert trace not in answer.text, trace
