@@ -6,7 +6,11 @@ A quoted answer's `not_found_probability` (in each run's results.jsonl) is the m
 probability of having begun its reply with " none" (no sentence states the answer), read from
 its first token; refusing when it reaches a threshold (`ModelCalibration.doubt`, used when
 Settings.max_doubt is -1) changes nothing else of the answer, so its effect can be read from
-the recorded runs exactly, without the model, whether they were made with a threshold or not.
+the recorded runs exactly, without the model. Since the engine stops a reply refused on
+doubt once its ids are named, the answer of a question refused on doubt is known only from
+runs made without the refusal (`RAGCHAT_MAX_DOUBT=0 ragchat eval ...`, or runs recorded
+before, such as those of `fbdb48c`); elsewhere such a question counts as not holding the gold
+and is reported as unknown.
 For each threshold: unanswerable questions refused, answerable ones refused, and the answers
 kept that hold the gold answer, over the runs given. The threshold chosen is the lowest
 hundredth above the doubt of every answer that held the gold answer in the `--calibrate` runs
@@ -39,8 +43,11 @@ def rows(run: str) -> list[dict]:  # type: ignore[type-arg]
             r = json.loads(line)
             r["other"] = any(s in REFUSING and s != "doubt" for s in r["signals"])
             golds = r["answers"] + r.get("answers_question_lang", [])
+            r["unknown"] = False
             if "doubt" in r["signals"] and not r["other"]:
-                said = r["raw"].rstrip("\n").split("\n")[-1]
+                lines = r["raw"].rstrip("\n").split("\n")
+                said = lines[-1] if len(lines) > 1 else ""  # the ids alone: not written
+                r["unknown"] = not said
                 r["gold"] = bool(golds) and bool(contains_gold(said, golds))
             else:
                 r["gold"] = bool(r.get("contains"))
@@ -68,7 +75,11 @@ def main() -> None:
         found = rows(run)
         answerable = [r for r in found if not r["unanswerable"]]
         unanswerable = [r for r in found if r["unanswerable"]]
-        print(f"{Path(run).name}: {len(answerable)} answerable, {len(unanswerable)} unanswerable")
+        unknown = sum(r["unknown"] for r in answerable)
+        print(
+            f"{Path(run).name}: {len(answerable)} answerable, {len(unanswerable)} unanswerable"
+            + (f" ({unknown} answerable refused on doubt before their answer)" if unknown else "")
+        )
         for t in (0.0, *THRESHOLDS):
 
             def refused(r: dict, t: float = t) -> bool:  # type: ignore[type-arg]

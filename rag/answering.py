@@ -90,6 +90,7 @@ class Answerer:
         self.usage: dict[str, Any] = {}  # of the quoted reply's first call (its prompt)
         self.verify_s = 0.0  # the last verification's time
         self.chose_quote = False  # the engine chose the quoted sentences (quote_choice)
+        self.doubted = False  # the quoted reply was refused on doubt before its answer
         self._vectors: dict[str, Any] = {}  # the question's embedding, computed once
         self.embedding = refusal.embedder_calibration(embedder.name)
 
@@ -266,6 +267,7 @@ class Answerer:
         blocks = [b.text() for b in evidence.blocks]
         hint = self._closest(query, evidence) if self.settings.evidence_hint else ()
         generator = self.generator
+        self.doubted = False
         choice = self.settings.quote_choice
         if choice == "auto":  # whole passages: the model's choice measured better
             choice = "model" if all(b.whole for b in evidence.blocks) else "closest"
@@ -307,6 +309,10 @@ class Answerer:
                 self._add_completion()
             named = prompts.parse_quoted(ids + f"\n{prompts.QUOTE_ANSWER} -").ids
             if not named:
+                return
+            # refused whatever it answers: the answer (and its translation) is not written
+            if attempt == 0 and self._too_doubtful(self.model.doubt):
+                self.doubted = True
                 return
             if not chosen:
                 named = tuple(self._narrowed(query, evidence, named, keep))
@@ -357,7 +363,12 @@ class Answerer:
             if not allowed:
                 if not streaming:
                     yield "answer", answer
-                if source and prompts.worth_translating(written):
+                read = f"{ids}\n{prompts.QUOTE_ANSWER}{written}"  # as _stream_quoted reads it
+                if (
+                    source
+                    and prompts.worth_translating(written)
+                    and self._kept(query, read, evidence, language)
+                ):
                     lead = begun + written + prompts.translation_lead(language)
                     for piece in generator.stream_blocks(
                         system,
@@ -374,6 +385,15 @@ class Answerer:
                 return
             self.usage["retried"] = 1
             yield "retry", ""
+
+    def _kept(self, query: str, read: str, evidence: ev.Evidence, language: str) -> bool:
+        """Whether a quoted reply as read so far (its ids and answer) passes the checks, so
+        that a translation is written only for an answer that will be shown. With
+        verification on (a model call of its own) it is not known yet: kept."""
+        if self.settings.verify_answers:
+            return True
+        *_, signals = self._read_quoted(query, read, evidence, dict(self.usage), language)
+        return not refusal.refuses(signals)
 
     def _generate_in_one_call(
         self,
@@ -479,6 +499,8 @@ class Answerer:
         of quoted sentences, its sentences, and the signals that fired. An answer in its
         passage's words is checked as written, then shown with its `translation` after it."""
         signals = self._doubted(usage, self.model.doubt)
+        if self.doubted:  # stopped after its ids: no answer to read
+            return "", (), (), signals
         quoted = prompts.parse_quoted(raw)
         if quoted.answer is None:
             return "", (), (), [*signals, "not_found"]
@@ -582,9 +604,13 @@ class Answerer:
         if self.doubt is None:
             return []
         usage["not_found_probability"] = round(self.doubt, 4)
+        return ["doubt"] if self._too_doubtful(calibrated) else []
+
+    def _too_doubtful(self, calibrated: float) -> bool:
+        """Whether the model's doubt reaches Settings.max_doubt (for -1, `calibrated`)."""
         threshold = self.settings.max_doubt
         threshold = calibrated if threshold < 0 else threshold
-        return ["doubt"] if threshold > 0 and self.doubt >= threshold else []
+        return self.doubt is not None and threshold > 0 and self.doubt >= threshold
 
     def _cited(
         self,

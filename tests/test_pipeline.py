@@ -465,7 +465,8 @@ def test_verification_is_off_by_default(scripted_bot: Chatbot, scripted: Scripte
 def test_an_answer_the_model_nearly_refused_is_refused(sample_bot: Chatbot) -> None:
     """max_doubt: the model's probability of having begun with NOT_FOUND (its first token's
     distribution, recorded by the real generator) refuses the answer when it reaches the
-    threshold; 0 turns it off, and the probability is reported either way."""
+    threshold; 0 turns it off, and the probability is reported either way. Known once the
+    model has named its evidence, it stops the reply there: the answer is not written."""
     question = "Who did Hammouchi meet?"
     # the 135M test model names evidence for this question only when shown the closest ids,
     # and answers it from the 300 tokens of evidence of the earlier default (from 200 the
@@ -493,8 +494,12 @@ def test_an_answer_the_model_nearly_refused_is_refused(sample_bot: Chatbot) -> N
         generator=sample_bot.generator,
     ).ask(question)
     assert strict.usage["not_found_probability"] == pytest.approx(doubt, rel=1e-3)
-    assert strict.refused and strict.citations == () and strict.raw == lenient.raw
+    assert strict.refused and strict.citations == () and strict.signals == ("doubt",)
     assert strict.text == "I could not find this in your documents."
+    # the same ids, then nothing: the answer the lenient reply went on with was not written
+    ids = strict.raw
+    assert ids.strip() and lenient.raw.startswith(ids) and len(lenient.raw) > len(ids)
+    assert strict.usage["completion_tokens"] < lenient.usage["completion_tokens"]
 
 
 def test_embedding_progress_follows_the_chunks(
@@ -627,6 +632,31 @@ def test_an_answer_from_a_passage_in_another_language_keeps_its_words_then_trans
     if not answer.refused:
         said = prompts.with_translation(written.strip(), translation)
         assert answer.text.startswith(said.rstrip(".")), (answer.text, said)
+
+
+def test_an_answer_then_refused_is_not_translated(
+    sample_bot: Chatbot, smol: LlamaCppGenerator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A translation is written only for an answer that will be shown: the real small model
+    names its evidence, its answer is scripted to hold a date no sentence holds (it cannot be
+    made to write one on cue), and it is refused as unsupported with no call made for its
+    translation."""
+    real = smol.stream_blocks
+    prefills: list[str] = []
+
+    def answering(system, blocks, tail, **kwargs):  # type: ignore[no-untyped-def]
+        prefills.append(kwargs.get("prefill", ""))
+        if prefills[-1].endswith(prompts.QUOTE_ANSWER):
+            yield " Le sommet de Genève du 3 mars 1999"
+            return
+        yield from real(system, blocks, tail, **kwargs)
+
+    monkeypatch.setattr(smol, "stream_blocks", answering)
+    sample_bot.settings = sample_bot.settings.replace(answer_form="quote")
+    answer = sample_bot.ask("Where did Hammouchi go?")
+    assert "Genève du 3 mars 1999" in answer.raw, answer.raw  # the ids named, then answered
+    assert answer.refused and "unsupported" in answer.signals, answer.signals
+    assert not any(p.endswith(prompts.translation_lead("en")) for p in prefills), prefills
 
 
 def test_a_translation_loses_what_the_passages_do_not_hold(
