@@ -119,7 +119,10 @@ def main() -> None:
     report = summarize([r for r in records if len(r["candidates"]) >= 2])
     print(json.dumps(report, indent=2))
     if args.out:
-        Path(args.out).write_text(json.dumps({"summary": report, "records": records}, indent=1))
+        lines = ",\n".join(json.dumps(r, ensure_ascii=False) for r in records)  # one per line
+        summary = json.dumps(report, indent=1)
+        text = f'{{"summary": {summary},\n"records": [\n{lines}\n]}}\n'
+        Path(args.out).write_text(text, encoding="utf-8")
 
 
 RULES = {

@@ -261,7 +261,8 @@ class Answerer:
     ) -> Iterator[tuple[str, str]]:
         """The reply, streamed as (part, text): the ids, held to the shown ones by a grammar;
         unless they are " none", the quoted sentences, written out by the engine; then the
-        answer, which the model writes right after its quotes. A generator without blocks
+        answer, which the model writes right after its quotes (not when its doubt, read from
+        the ids' first token, refuses the reply: it stops there). A generator without blocks
         and grammars gets the plain prompt and writes the whole reply ("plain")."""
         system = prompts.quote_system()
         blocks = [b.text() for b in evidence.blocks]
